@@ -1,0 +1,111 @@
+"""Settings: one frozen object, built from ``REFUNDLENS_*`` environment variables with
+working defaults, and passed down. Nothing here runs at import time.
+
+Every setting is listed once, in :data:`SETTINGS`; ``docs/settings.md`` is generated from it
+and a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+from .imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+__all__ = ["SETTINGS", "Settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings. Build with :func:`load_settings`; every field has a working default."""
+
+    data_dir: Path = Path(".refundlens")
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    detectors: tuple[str, ...] = ()
+    c2pa_trust_anchors: Path | None = None
+    ocr: bool = True
+    workers: int = 1
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"setting {name}={raw!r}: expected a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"setting {name}={raw!r}: expected a number above 0")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"setting {name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _optional_file(name: str, raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"setting {name}={raw!r}: no such file; expected a PEM file of "
+                          f"trusted C2PA signing certificates")
+    return path
+
+
+#: (field, environment variable, parser, description): the one list of settings.
+SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
+    ("data_dir", "REFUNDLENS_DATA_DIR", _path,
+     "Directory for the database, blobs and the reuse index (default `.refundlens`)."),
+    ("max_bytes", "REFUNDLENS_MAX_BYTES", _positive_int,
+     "Largest photo file accepted, in bytes (default 50 MiB)."),
+    ("max_pixels", "REFUNDLENS_MAX_PIXELS", _positive_int,
+     "Largest declared width × height accepted, checked before decoding (default 100 MP)."),
+    ("detectors", "REFUNDLENS_DETECTORS", _names,
+     "Comma-separated detector names to run (default: all registered detectors)."),
+    ("c2pa_trust_anchors", "REFUNDLENS_C2PA_TRUST_ANCHORS", _optional_file,
+     "PEM file of trusted C2PA signer roots; signers chaining to them read as trusted."),
+    ("ocr", "REFUNDLENS_OCR", _bool,
+     "Run OCR for visible AI marks (default on)."),
+    ("workers", "REFUNDLENS_WORKERS", _positive_int,
+     "Worker processes for batch analysis (default 1)."),
+]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``), then ``overrides``.
+
+    Raises:
+        ConfigError: a variable has a value that is not accepted; the message names it.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field_name, env_name, parse, _ in SETTINGS:
+        raw = environ.get(env_name)
+        if raw is not None:
+            values[field_name] = parse(env_name, raw)
+    known = {f.name for f in fields(Settings)}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(known))}")
+        if value is not None:
+            values[key] = value
+    return Settings(**values)
