@@ -36,11 +36,11 @@ def run_detector(detector: Detector, photo: Photo, context: DetectorContext) -> 
                               elapsed_ms=(time.perf_counter() - start) * 1000.0)
     elapsed = (time.perf_counter() - start) * 1000.0
     if isinstance(output, DetectorOutput):
-        findings, info = tuple(output.findings), dict(output.info)
+        findings, info, values = tuple(output.findings), dict(output.info), output.map
     else:
-        findings, info = tuple(output or ()), {}
+        findings, info, values = tuple(output or ()), {}, None
     return DetectorResult(detector.name, detector.version, "ok", findings=findings,
-                          elapsed_ms=elapsed, info=info)
+                          elapsed_ms=elapsed, info=info, map=values)
 
 
 def analyze(

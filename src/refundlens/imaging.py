@@ -184,7 +184,13 @@ def _decode(data: bytes, label: str, *, max_bytes: int, max_pixels: int) -> Phot
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
-            raise PhotoTooLargeError(f"photo {label!r} ({size}): {exc}", source=label) from exc
+            # Pillow's own guard (2 × MAX_IMAGE_PIXELS) can fire before our check
+            declared = re.search(r"\((\d+) pixels\)", str(exc))
+            amount = f"{int(declared.group(1)) / 1e6:.0f} megapixels" if declared else \
+                "too many pixels"
+            raise PhotoTooLargeError(
+                f"photo {label!r} ({size}): declares {amount}, over the limit of "
+                f"{max_pixels / 1e6:.0f} megapixels", source=label) from exc
         except UnidentifiedImageError as exc:
             raise CorruptPhotoError(
                 f"photo {label!r} ({size}): looks like {fmt} but its header cannot be read; "

@@ -169,6 +169,7 @@ class DetectorResult:
     error: str | None = None
     elapsed_ms: float = 0.0
     info: Mapping[str, Any] = field(default_factory=dict)
+    map: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -236,11 +237,13 @@ class Analysis:
     def codes(self) -> list[str]:
         return [f.code for f in self.findings]
 
-    def mask(self) -> np.ndarray | None:
-        """The alteration-likelihood map as ``uint8`` (H, W) at photo size, or None.
+    def mask(self) -> np.ndarray:
+        """The alteration-likelihood map as ``uint8`` (H, W) at photo size.
 
         The reference difference where the photo is derived from a reference (it is
-        measured, not estimated); the strongest forensic map otherwise.
+        measured, not estimated); the forensic maps otherwise (the findings' maps, and the
+        map a forensic detector computed even when nothing stood out). All zeros — no
+        evidence of local alteration — when no detector produced a map.
         """
         from .maps import combine_maps  # local: keeps models free of OpenCV at import
 
@@ -248,10 +251,9 @@ class Analysis:
                      if f.code.startswith("REFERENCE_") and f.map is not None]
         forensic = [f.map for f in self.findings
                     if f.code.startswith("FORENSIC_") and f.map is not None]
-        maps = reference or forensic
-        if not maps:
-            return None
-        return combine_maps(maps, width=self.width, height=self.height)
+        forensic += [r.map for r in self.results
+                     if r.map is not None and r.detector == "forensics"]
+        return combine_maps(reference or forensic, width=self.width, height=self.height)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -96,10 +96,12 @@ def parse_time(name: str, value: Any) -> datetime | None:
 @dataclass(frozen=True)
 class DetectorOutput:
     """Findings plus ``info``: what the detector read that a reviewer may want to see
-    (labels, signer, software), even when it found nothing."""
+    (labels, signer, software), even when it found nothing; and ``map``, a float32
+    alteration-likelihood map in [0, 1] (any resolution) computed whether or not it fired."""
 
     findings: list[Finding] = field(default_factory=list)
     info: Mapping[str, Any] = field(default_factory=dict)
+    map: np.ndarray | None = None
 
 
 class Detector:

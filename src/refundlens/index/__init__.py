@@ -1,0 +1,1 @@
+from .hashing import PhotoHashes, photo_hashes
