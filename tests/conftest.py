@@ -29,13 +29,15 @@ def textured_rgb(width: int = 640, height: int = 480, *, seed: int = 0) -> np.nd
         image[..., c] = 60 + 80 * (xx / width) + 40 * np.sin(yy / (23 + 7 * c) + c)
     for _ in range(40):
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        r = rng.uniform(8, min(width, height) / 5)
+        top = max(2.0, min(width, height) / 5)  # tiny images get tiny shapes
+        r = rng.uniform(min(8.0, top / 2), top)
         color = rng.uniform(0, 255, 3)
         mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
         image[mask] = 0.55 * image[mask] + 0.45 * color
     for _ in range(25):
-        x0, y0 = rng.integers(0, width - 10), rng.integers(0, height - 10)
-        w, h = rng.integers(5, width // 6), rng.integers(5, height // 6)
+        x0, y0 = rng.integers(0, max(1, width - 10)), rng.integers(0, max(1, height - 10))
+        wmax, hmax = max(2, width // 6), max(2, height // 6)
+        w, h = rng.integers(min(5, wmax - 1), wmax), rng.integers(min(5, hmax - 1), hmax)
         image[y0:y0 + h, x0:x0 + w] = 0.6 * image[y0:y0 + h, x0:x0 + w] + \
             0.4 * rng.uniform(0, 255, 3)
     image += rng.normal(0, 3.0, image.shape)

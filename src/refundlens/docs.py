@@ -1,0 +1,91 @@
+"""Generate the reference docs from their one source of truth.
+
+``python -m refundlens.docs`` rewrites docs/reasons.md (from the reason table),
+docs/settings.md (from the settings list), docs/detectors.md (from the registry) and
+docs/cli.md (the exit codes and ``--help`` texts). ``tests/test_docs.py`` fails when a
+committed file differs from what this module generates.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+__all__ = ["generate", "render_cli", "render_detectors", "render_reasons", "render_settings"]
+
+
+def render_reasons() -> str:
+    from .reasons import REASONS, STRENGTH_WEIGHTS
+
+    lines = ["# Reason codes", "",
+             "Generated from `src/refundlens/reasons.py` by `make docs`; do not edit by hand.",
+             "Codes are stable: never renamed or reused.", "",
+             "| strength | weight of a finding at score 1.0 |", "|---|---|"]
+    lines += [f"| {name} | {weight:.2f} |" for name, weight in STRENGTH_WEIGHTS.items()]
+    lines += ["", "| code | strength | English | 中文 |", "|---|---|---|---|"]
+    for reason in REASONS.values():
+        lines.append(f"| `{reason.code}` | {reason.strength} | **{reason.title_en}**: "
+                     f"{reason.template_en} | **{reason.title_zh}**：{reason.template_zh} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_settings() -> str:
+    from .config import SETTINGS
+
+    lines = ["# Settings", "",
+             "Generated from `src/refundlens/config.py` by `make docs`; do not edit by hand.",
+             "Every setting has a working default; set it in the environment.", "",
+             "| variable | meaning |", "|---|---|"]
+    lines += [f"| `{env}` | {text} |" for _, env, _, text in SETTINGS]
+    return "\n".join(lines) + "\n"
+
+
+def render_detectors() -> str:
+    from .detectors import REGISTRY, detector_class
+
+    lines = ["# Detectors", "",
+             "Generated from the registry in `src/refundlens/detectors/__init__.py` by "
+             "`make docs`; do not edit by hand. They run in this order.", "",
+             "| name | version | what it checks | reason codes |", "|---|---|---|---|"]
+    for name in REGISTRY:
+        cls = detector_class(name)
+        codes = ", ".join(f"`{c}`" for c in cls.codes)
+        lines.append(f"| `{name}` | {cls.version} | {cls.description} | {codes} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_cli() -> str:
+    from .cli import EXIT_CODES, _parser
+
+    parser = _parser()
+    lines = ["# Command line", "",
+             "Generated from `src/refundlens/cli.py` by `make docs`; do not edit by hand.", "",
+             "## Exit codes", "", "| code | meaning |", "|---|---|"]
+    lines += [f"| {code} | {text} |" for code, text in EXIT_CODES.items()]
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    for name, sub in subparsers.choices.items():
+        lines += ["", f"## refundlens {name}", "", "```", sub.format_usage().strip(), "```", ""]
+        for action in sub._actions:
+            if action.help and action.dest != "help":
+                flags = ", ".join(action.option_strings) or action.metavar or action.dest
+                lines.append(f"- `{flags}`: {action.help}")
+    return "\n".join(lines) + "\n"
+
+
+def generate(root: Path) -> dict[Path, str]:
+    docs = root / "docs"
+    return {docs / "reasons.md": render_reasons(), docs / "settings.md": render_settings(),
+            docs / "detectors.md": render_detectors(), docs / "cli.md": render_cli()}
+
+
+def main() -> int:
+    root = Path.cwd()
+    for path, text in generate(root).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
