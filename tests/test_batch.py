@@ -94,7 +94,7 @@ def test_resume_skips_done_ids_and_repairs_a_cut_line(claims, tmp_path):
     assert len(records) == len(full)
     assert sorted(ids) == sorted(r["id"] for r in (json.loads(l) for l in full)
                                  if r["id"] is not None)
-    assert summary.skipped == 3  # a, b and the second 'a' (same id) were already done
+    assert summary.skipped == 3  # lines 1-3 (a, b, bad JSON) were already done
     assert {r["id"] for r in records if r["id"]} >= {"a", "b", "c", "d", "e"}
 
 

@@ -191,11 +191,13 @@ def _work(item: BatchItem) -> dict[str, Any]:
     return _WORKER(item)
 
 
-def _done_ids(output: Path) -> set[str]:
-    """Ids already in ``output``; cuts a half-written last line left by a killed run."""
+def _done(output: Path) -> tuple[set[str], set[tuple[int, str | None]]]:
+    """Ids and (line, id) pairs already in ``output``; cuts a half-written last line left
+    by a killed run."""
     if not output.exists():
-        return set()
+        return set(), set()
     done: set[str] = set()
+    pairs: set[tuple[int, str | None]] = set()
     with output.open("rb+") as handle:
         data = handle.read()
         if data and not data.endswith(b"\n"):
@@ -207,9 +209,13 @@ def _done_ids(output: Path) -> set[str]:
             value = json.loads(raw)
         except json.JSONDecodeError:
             continue
-        if isinstance(value, dict) and isinstance(value.get("id"), str):
+        if not isinstance(value, dict):
+            continue
+        if isinstance(value.get("id"), str) and value.get("error_code") != "batch_input_error":
             done.add(value["id"])
-    return done
+        if isinstance(value.get("line"), int):
+            pairs.add((value["line"], value.get("id")))
+    return done, pairs
 
 
 def run_batch(
@@ -248,10 +254,13 @@ def run_batch(
         raise ConfigError(f"batch input {str(input_path)!r}: no such file; expected a JSON "
                           f"lines file")
     settings = settings or load_settings()
-    done = _done_ids(output_path)
+    done, pairs = _done(output_path)
     items = list(read_items(input_path))
     summary = BatchSummary(total=len(items))
-    todo = [item for item in items if item.id is None or item.id not in done]
+    # an id already answered is skipped (the input may have gained lines since); lines that
+    # had no usable id (bad JSON, a duplicate id) are matched by line number
+    todo = [item for item in items if (item.line, item.id) not in pairs and
+            (item.problem is not None or item.id not in done)]
     summary.skipped = len(items) - len(todo)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     masks = str(masks_dir) if masks_dir else None

@@ -107,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("refundlens: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - the documented exit 1, with the traceback to report
+        logging.getLogger("refundlens").exception("internal error")
+        print("refundlens: internal error (a bug): please report the traceback above",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _settings(args: argparse.Namespace) -> Any:

@@ -55,9 +55,23 @@ def render_detectors() -> str:
 
 
 def render_cli() -> str:
+    import os
+
     from .cli import EXIT_CODES, _parser
 
-    parser = _parser()
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps usage to the terminal: make it fixed
+    try:
+        parser = _parser()
+        return _render_cli(parser, EXIT_CODES)
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+
+
+def _render_cli(parser, EXIT_CODES) -> str:
     lines = ["# Command line", "",
              "Generated from `src/refundlens/cli.py` by `make docs`; do not edit by hand.", "",
              "## Exit codes", "", "| code | meaning |", "|---|---|"]

@@ -286,7 +286,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, float):
-        return round(value, 6)
+        return float(f"{value:.6g}")  # significant digits: p-values like 6e-39 survive
     if value is None or isinstance(value, (str, int, bool)):
         return value
     return str(value)

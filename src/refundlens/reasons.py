@@ -26,7 +26,7 @@ from typing import Any, Mapping
 __all__ = ["REASONS", "STRENGTH_WEIGHTS", "Reason", "get_reason", "render_message"]
 
 #: Contribution of a finding of score 1.0 to the combined risk, by strength. The values
-#: put one conclusive finding at 95 (high), one strong at 70 (high only with support),
+#: put one conclusive finding at 95 (high), one strong at 70 (just high at full score),
 #: one moderate at 35 (medium) and keep weak findings below the medium line on their own.
 STRENGTH_WEIGHTS: dict[str, float] = {
     "conclusive": 0.95,
