@@ -43,9 +43,9 @@ class Reference:
 class DetectorContext:
     """What a detector may know beyond the photo. All fields are optional.
 
-    ``reuse_index`` is any object with ``query(photo, *, exclude=...)``
-    (see :mod:`refundlens.index`); ``photo_key`` names this photo in the deployment so it
-    does not match itself.
+    ``reuse_index`` is a :class:`refundlens.index.ReuseIndex` (or anything with its
+    ``query(photo_or_hashes, *, max_distance=, max_fine_distance=, exclude=, limit=)``);
+    ``photo_key`` names this photo in the deployment so it does not match itself.
     """
 
     references: tuple[Reference, ...] = ()
