@@ -183,6 +183,7 @@ _WORKER: _Analyzer | None = None
 def _init_worker(settings: Settings, masks_dir: str | None, index_dir: str | None) -> None:
     global _WORKER
     logging.getLogger("refundlens").setLevel(logging.ERROR)
+    _one_thread()
     _WORKER = _Analyzer(settings, masks_dir, index_dir)
 
 
@@ -375,10 +376,18 @@ def _ray_next(pool: Any, item: BatchItem) -> dict[str, Any]:
                                f"{exc}", code="worker_failed")}
 
 
+def _one_thread() -> None:
+    """One worker, one core: OpenCV's own thread pool would oversubscribe the machine."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 class _RayWorker:
     """A Ray actor holding one :class:`_Analyzer` (detectors and OCR session built once)."""
 
     def __init__(self, settings: Settings, masks: str | None, index_path: str | None):
+        _one_thread()
         self.analyzer = _Analyzer(settings, masks, index_path)
 
     def run(self, item: BatchItem) -> dict[str, Any]:

@@ -98,7 +98,7 @@ _TABLE = [
        "Visible AI mark", "可见AI生成标识",
        "The photo shows the visible AI mark \u201c{text}\u201d ({position}, OCR confidence "
        "{confidence}).",
-       "照片上有可见的 AI 标识\u201c{text}\u201d（位置：{position}，识别置信度 {confidence}）。"),
+       "照片上有可见的 AI 标识\u201c{text}\u201d（位置：{position_zh}，识别置信度 {confidence}）。"),
     _r("AI_WATERMARK", "conclusive",
        "AI watermark", "AI水印",
        "The {scheme} watermark was decoded: {matched} of {bits} bits match the payload "
