@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import sys
 from collections import deque
@@ -310,8 +311,12 @@ def _progress(total: int, initial: int, *, enabled: bool) -> Any:
 def _run_pool(items: list[BatchItem], settings: Settings, masks: str | None,
               index_path: str | None, workers: int) -> Iterator[dict[str, Any]]:
     """Results in input order, with at most ``4 × workers`` items in flight."""
+    # spawn, not fork: the parent may already run OpenCV / ONNX Runtime thread pools, and a
+    # forked child inherits their locks held (it deadlocks at the first parallel call)
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(settings, masks, index_path)) as pool:
+                             initargs=(settings, masks, index_path),
+                             mp_context=context) as pool:
         pending: deque[tuple[BatchItem, Future[dict[str, Any]]]] = deque()
         queue = iter(items)
         for item in queue:
