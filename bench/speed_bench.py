@@ -43,6 +43,9 @@ def make_inputs(directory: Path) -> tuple[Path, Path]:
 
 def per_detector(photo_path: Path, reference_path: Path, runs: int, workdir: Path) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)  # one core, as a batch worker runs
     from refundlens import DetectorContext, Reference, create_detectors, load_photo
     from refundlens.analysis import run_detector
     from refundlens.index import ReuseIndex
