@@ -105,8 +105,10 @@ MIN_NATIVE_SIDE = 32
 #: ORB keypoints per photo. Brute-force Hamming matching is quadratic: 1000 × 1000 costs
 #: ~10 ms on one core, 2000 × 2000 ~40 ms; a derived photo keeps hundreds of inliers.
 ORB_FEATURES = 1000
-#: FAST threshold below OpenCV's 20, so dark, low-contrast products still yield corners.
+#: FAST threshold below OpenCV's 20, so dark, low-contrast products still yield corners;
+#: and the fainter one used when that finds under half of ORB_FEATURES.
 ORB_FAST_THRESHOLD = 12
+ORB_FAINT_THRESHOLD = 5
 #: Lowe's ratio test [2] §7.1.
 RATIO = 0.8
 #: Inlier distance in working px: ORB corners sit to ~1 px at the pyramid levels used;
@@ -127,10 +129,10 @@ MAX_ANISOTROPY = 1.5
 #: split, 210 forgeries vs 420 genuine pairs: this pair gave the widest gap of the 10 tried.)
 NCC_BLUR = 0.6
 NCC_WINDOW = 6
-#: Blur (σ, grid px) when both photos are finer than the analysis grid (large photos):
-#: their reductions (area averaging by different factors) alias differently near the
-#: grid's Nyquist frequency. The half-pixel test needs σ ≈ 1 there (measured on one
-#: 1600-px camera photo rescaled ×1.76: precision 0.73 at σ 0.6, 0.87 at 1.0).
+#: Least blur (σ, grid px). Where a photo is as sharp as the grid, bilinear/area
+#: resampling blurs it by an amount that depends on the sub-pixel phase, differently in
+#: the two photos, and the half-pixel test fails on exact copies (found on the report
+#: split's first run: camera photos of 450–1600 px, precision 0.64–0.80 at σ 0.6).
 ALIAS_BLUR = 1.0
 #: Local standard deviation (grey levels) above which a window has texture: ~4× the
 #: residual of a blurred q70 JPEG.
@@ -216,8 +218,14 @@ class PreparedImage:
 
 
 def _features(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    orb = cv2.ORB_create(nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)
-    keypoints, descriptors = orb.detectAndCompute(gray, None)
+    keypoints, descriptors = cv2.ORB_create(
+        nfeatures=ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD).detectAndCompute(gray, None)
+    if len(keypoints) < ORB_FEATURES // 2:
+        # A smooth product (fruit, a plain case) or a low-contrast filter leaves few
+        # corners at the usual threshold: ask for fainter ones.
+        keypoints, descriptors = cv2.ORB_create(
+            nfeatures=ORB_FEATURES, fastThreshold=ORB_FAINT_THRESHOLD).detectAndCompute(gray,
+                                                                                       None)
     return np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2), descriptors
 
 
@@ -317,9 +325,21 @@ def _project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
         return h[:, :2] / h[:, 2:3]  # which then fail every distance test
 
 
-def _fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Inliers of the better of a RANSAC similarity and a MAGSAC++ homography [3], then a
-    least-squares homography on them (a homography also fits every similarity)."""
+def _plausible(matrix: np.ndarray | None, width: float, height: float) -> bool:
+    """A transform an edit or a screenshot can make: it keeps the frame in front of the
+    camera and bends it by at most MAX_ANISOTROPY between corners."""
+    if matrix is None:
+        return False
+    scales = _local_scales(matrix, width, height)
+    return bool(scales.min() > 0 and scales.max() / scales.min() <= MAX_ANISOTROPY)
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, width: float, height: float
+         ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The plausible model with most inliers among a RANSAC similarity, a MAGSAC++
+    homography [3] and least-squares homographies refitted on their inliers (a homography
+    also fits every similarity). Few true matches on a smooth, repetitive surface (a
+    fruit) can let a wrong homography collect more chance inliers than the similarity."""
     candidates = []
     sim, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                          ransacReprojThreshold=REPROJ_THRESHOLD,
@@ -331,21 +351,23 @@ def _fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray] | No
                                     maxIters=2000, confidence=0.999)
         if hom is not None and abs(hom[2, 2]) > 1e-12:
             candidates.append(hom / hom[2, 2])
-    best = None
+    best, fallback = None, None
     for matrix in candidates:
         inliers = np.linalg.norm(_project(matrix, src) - dst, axis=1) < REPROJ_THRESHOLD
-        if best is None or inliers.sum() > best[1].sum():
-            best = (matrix, inliers)
-    if best is None or best[1].sum() < 8:
-        return best
-    matrix, inliers = best
-    refined, _ = cv2.findHomography(src[inliers], dst[inliers], 0)
-    if refined is not None and abs(refined[2, 2]) > 1e-12:
-        refined = refined / refined[2, 2]
-        again = np.linalg.norm(_project(refined, src) - dst, axis=1) < REPROJ_THRESHOLD
-        if again.sum() >= inliers.sum():
-            return refined, again
-    return matrix, inliers
+        options = [(matrix, inliers)]
+        if inliers.sum() >= 8:
+            refined, _ = cv2.findHomography(src[inliers], dst[inliers], 0)
+            if refined is not None and abs(refined[2, 2]) > 1e-12:
+                refined = refined / refined[2, 2]
+                again = np.linalg.norm(_project(refined, src) - dst, axis=1) < REPROJ_THRESHOLD
+                options.insert(0, (refined, again))
+        for option in options:
+            if _plausible(option[0], width, height):
+                if best is None or option[1].sum() > best[1].sum():
+                    best = option
+            elif fallback is None or option[1].sum() > fallback[1].sum():
+                fallback = option
+    return best if best is not None else fallback
 
 
 def _jacobian(matrix: np.ndarray, x: float, y: float) -> np.ndarray | None:
@@ -603,6 +625,26 @@ class _Aligned:
     precision: float | None
 
 
+def _refine(state: dict[str, Any], pixel: float) -> np.ndarray | None:
+    """The transform corrected by the Lucas–Kanade shifts: view point x sees the warped
+    reference at x + d, i.e. the reference point M⁻¹(x + d); a homography is refitted on a
+    sample (RANSAC drops changed regions and windows where one step is not enough)."""
+    dx, dy, matrix = state["dx"], state["dy"], state["matrix"]
+    ys, xs = np.nonzero(state["textured2d"])
+    stride = max(1, len(xs) // 3000)
+    xs, ys = xs[::stride], ys[::stride]
+    d = np.stack([dx[ys, xs], dy[ys, xs]], 1)
+    keep = np.hypot(d[:, 0], d[:, 1]) < 2 * pixel
+    if keep.sum() < 50:
+        return None
+    pts = np.stack([xs, ys], 1).astype(np.float64)[keep]
+    source = _project(np.linalg.inv(matrix), pts + d[keep])
+    refined, _ = cv2.findHomography(source, pts, cv2.RANSAC, 0.5 * pixel)
+    if refined is None or abs(refined[2, 2]) < 1e-12:
+        return None
+    return refined / refined[2, 2]
+
+
 def _align(view: PreparedImage, ref: PreparedImage, matrix: np.ndarray,
            points: np.ndarray) -> _Aligned | None:
     """Warp ``ref`` onto ``view`` by ``matrix``, refine, and run the two dense tests."""
@@ -610,17 +652,18 @@ def _align(view: PreparedImage, ref: PreparedImage, matrix: np.ndarray,
     rh, rw = ref.gray.shape
     scale = float(_local_scales(matrix, rw, rh)[4])
     ref_rgb, pre = ref.rgb, np.eye(3)
-    if scale < 0.8:
-        # Shrink by area averaging first: a bilinear warp that shrinks aliases, and the
-        # app that shrank the claim did not.
-        size = (max(1, round(rw * scale)), max(1, round(rh * scale)))
+    # Bring the reference down to the coarser of the grid and the claim's native pixel by
+    # area averaging before warping, as the app that shrank the claim did: a warp that
+    # shrinks aliases, and detail finer than the claim's pixels cannot be in the claim.
+    reduce = scale / max(1.0, view.scale)
+    if reduce < 0.8:
+        size = (max(1, round(rw * reduce)), max(1, round(rh * reduce)))
         ref_rgb = cv2.resize(ref_rgb, size, interpolation=cv2.INTER_AREA)
         pre = _resampling(rw / size[0], rh / size[1])
-    native = max(view.scale, ref.scale * scale)  # the coarser native pixel, in grid px
-    pixel = max(1.0, native)
-    # When both photos are finer than the grid, their different reductions alias
-    # differently at the grid's own scale: blur at least ALIAS_BLUR grid px then.
-    sigma = NCC_BLUR * pixel if native >= 1.0 else max(NCC_BLUR * pixel, ALIAS_BLUR)
+    pixel = max(1.0, view.scale, ref.scale * scale)  # the coarser native pixel, grid px
+    # At least ALIAS_BLUR grid px: interpolation and reduction blur sharp content by an
+    # amount that depends on the sub-pixel phase, differently in the two photos.
+    sigma = max(NCC_BLUR * pixel, ALIAS_BLUR)
     win = int(round(NCC_WINDOW * pixel)) | 1
     border = int(math.ceil(2 * sigma)) + 2
     left, top, right, bottom = _content_box(view.gray, points)
@@ -633,45 +676,44 @@ def _align(view: PreparedImage, ref: PreparedImage, matrix: np.ndarray,
     ref_gray = cv2.cvtColor(ref_rgb, cv2.COLOR_RGB2GRAY)
     kernel = np.ones((2 * border + 1, 2 * border + 1), np.uint8)
 
-    for step in range(2):
-        corners = _project(matrix, np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], float))
+    frame = np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], float)
+
+    def measure(matrix: np.ndarray) -> dict[str, Any] | None:
+        """Overlap, tone-matched blurred reference and the Lucas–Kanade shifts for one
+        transform."""
         footprint = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(footprint, np.round(corners).astype(np.int32), 255)
+        cv2.fillConvexPoly(footprint, np.round(_project(matrix, frame)).astype(np.int32), 255)
         valid = cv2.erode(footprint & rect, kernel, borderType=cv2.BORDER_CONSTANT,
                           borderValue=0) > 0
         n_valid = int(np.count_nonzero(valid))
         if n_valid < 400:
             return None
         warped_gray = cv2.warpPerspective(ref_gray, matrix @ pre, (w, h),
-                                          flags=cv2.INTER_LINEAR)
+                                          flags=cv2.INTER_CUBIC)
         lut = _tone_lut(warped_gray[valid][::3], view.gray[valid][::3])
         a = cv2.GaussianBlur(lut[warped_gray], (0, 0), sigma)
         dx, dy, smallest = _lucas_kanade(a - cv2.GaussianBlur(a, (0, 0), 3 * sigma),
                                          b_band, win)
         textured2d = valid & (smallest > LK_MIN_EIGEN)
         n_2d = int(np.count_nonzero(textured2d))
-        precision = None
-        if n_2d >= MIN_LK_WINDOWS * n_valid:
-            shift = np.hypot(dx[textured2d], dy[textured2d]) / pixel
-            precision = float(np.mean(shift < PRECISE_SHIFT))
-        if step == 1 or n_2d < 100 or (precision is not None and precision >= SKIP_REFINE):
-            break
-        # Refine: view point x sees the warped reference at x + d, i.e. the reference point
-        # M⁻¹(x + d); refit M on a sample (RANSAC drops changed regions and the windows
-        # where one Lucas–Kanade step is not enough).
-        ys, xs = np.nonzero(textured2d)
-        stride = max(1, len(xs) // 3000)
-        xs, ys = xs[::stride], ys[::stride]
-        d = np.stack([dx[ys, xs], dy[ys, xs]], 1)
-        keep = np.hypot(d[:, 0], d[:, 1]) < 2 * pixel
-        if keep.sum() < 50:
-            break
-        pts = np.stack([xs, ys], 1).astype(np.float64)[keep]
-        source = _project(np.linalg.inv(matrix), pts + d[keep])
-        refined, _ = cv2.findHomography(source, pts, cv2.RANSAC, 0.5 * pixel)
-        if refined is None or abs(refined[2, 2]) < 1e-12:
-            break
-        matrix = refined / refined[2, 2]
+        exact = float(np.mean(np.hypot(dx[textured2d], dy[textured2d]) / pixel
+                              < PRECISE_SHIFT)) if n_2d else 0.0
+        precision = exact if n_2d >= MIN_LK_WINDOWS * n_valid else None
+        return dict(matrix=matrix, valid=valid, n_valid=n_valid, a=a, dx=dx, dy=dy,
+                    textured2d=textured2d, n_2d=n_2d, exact=exact, precision=precision)
+
+    state = measure(matrix)
+    if state is None:
+        return None
+    if state["n_2d"] >= 100 and state["exact"] < SKIP_REFINE:
+        refined = _refine(state, pixel)
+        # Keep a refinement only if it makes the alignment more exact: smooth or repetitive
+        # texture can mislead one Lucas–Kanade step.
+        again = measure(refined) if refined is not None else None
+        if again is not None and again["exact"] > state["exact"]:
+            state = again
+    matrix, valid, n_valid, a = state["matrix"], state["valid"], state["n_valid"], state["a"]
+    precision = state["precision"]
 
     k = (win, win)
     mean_a, mean_b = cv2.blur(a, k), cv2.blur(b, k)
@@ -682,7 +724,7 @@ def _align(view: PreparedImage, ref: PreparedImage, matrix: np.ndarray,
     n_textured = int(np.count_nonzero(textured))
     agreement = float(np.count_nonzero(textured & (ncc > NCC_AGREE)) / n_textured) \
         if n_textured else 0.0
-    warped = cv2.warpPerspective(ref_rgb, matrix @ pre, (w, h), flags=cv2.INTER_LINEAR)
+    warped = cv2.warpPerspective(ref_rgb, matrix @ pre, (w, h), flags=cv2.INTER_CUBIC)
     return _Aligned(matrix, warped, valid, pixel, n_valid / (rw * rh * scale * scale),
                     n_valid, agreement, precision)
 
@@ -797,7 +839,7 @@ def _geometry(claim: PreparedImage, ref: PreparedImage, *, mirrored: bool
     src, dst = _match(ref.descriptors, ref.points, descriptors, points)
     if len(src) < MIN_MATCHES:
         return len(src), None, _EMPTY
-    fitted = _fit(src, dst)
+    fitted = _fit(src, dst, ref.gray.shape[1], ref.gray.shape[0])
     if fitted is None or fitted[1].sum() < MIN_INLIERS:
         return len(src), None, dst[fitted[1]] if fitted is not None else _EMPTY
     matrix, inliers = fitted
@@ -833,10 +875,10 @@ def _compare(claim: PreparedImage, ref: PreparedImage, matches: int,
         return ReferenceMatch(False, reason, matches=matches, inliers=n_inliers,
                               mirrored=mirrored)
     rh, rw = ref.gray.shape
-    scales = _local_scales(matrix, rw, rh)
-    if scales.min() <= 0 or scales.max() / scales.min() > MAX_ANISOTROPY:
+    if not _plausible(matrix, rw, rh):
         return ReferenceMatch(False, "perspective too strong for an edit", matches=matches,
                               inliers=n_inliers, mirrored=mirrored)
+    scales = _local_scales(matrix, rw, rh)
     # The dense steps run on the footprint's box only, on a grid no finer than the coarser
     # photo's native pixel and no larger than ANALYSIS_MAX_SIDE: the claim is cut to the
     # box and reduced by an integer factor (exact coordinates).
