@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the project needs: a CJK font (rendering and OCR tests of Chinese marks).
-DEB_PACKAGES := fonts-wqy-microhei
+# Debian packages the project needs: a CJK font (rendering and OCR tests of Chinese marks);
+# PostgreSQL (the test suite runs the service against a real one it starts itself).
+DEB_PACKAGES := fonts-wqy-microhei postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs demo test bench clean docs

@@ -15,6 +15,9 @@ from refundlens import Photo, load_photo
 
 DATA = Path(__file__).parent / "data"
 
+#: The claims-service fixtures (database per test on SQLite and PostgreSQL, API client).
+pytest_plugins = ["service_fixtures"]
+
 
 def textured_rgb(width: int = 640, height: int = 480, *, seed: int = 0) -> np.ndarray:
     """A photo-like RGB image: smooth shapes and gradients plus fine sensor-like noise.

@@ -7,6 +7,7 @@ Exit codes (also in ``refundlens --help`` and docs/cli.md):
     2  usage or configuration error (bad option, missing input file, bad setting)
     3  the run finished, but one or more inputs could not be analysed (each has an
        error entry in the output saying why)
+    4  `audit verify` found the audit chain edited, with events inserted or deleted
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from .errors import ConfigError, RefundLensError
 
 __all__ = ["EXIT_CODES", "main"]
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT_ERRORS = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT_ERRORS, EXIT_AUDIT = 0, 1, 2, 3, 4
 EXIT_CODES = {
     EXIT_OK: "every input was analysed",
     EXIT_INTERNAL: "unexpected internal failure",
     EXIT_USAGE: "usage or configuration error",
     EXIT_INPUT_ERRORS: "finished, but one or more inputs could not be analysed",
+    EXIT_AUDIT: "audit verify: the audit chain was edited, or events inserted or deleted",
 }
 
 _EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
@@ -86,7 +88,54 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("detectors", help="list the detectors")
     reasons = sub.add_parser("reasons", help="list the reason codes")
     reasons.add_argument("--json", action="store_true")
+    _service_parsers(sub)
     return parser
+
+
+def _service_parsers(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the claims service (REST API, job workers)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="analysis processes (default REFUNDLENS_ANALYSIS_WORKERS, 1; "
+                            "0: run `refundlens worker` separately)")
+    serve.add_argument("--demo", action="store_true",
+                       help="seed a demo merchant, products, orders and claims")
+
+    worker = sub.add_parser("worker", help="run job workers without the API")
+    worker.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="analysis processes (default REFUNDLENS_ANALYSIS_WORKERS, 1)")
+
+    keys = sub.add_parser("keys", help="create, rotate and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="print a new key (last line of stdout)")
+    create.add_argument("--role", required=True,
+                        choices=("admin", "reviewer", "merchant", "intake"))
+    create.add_argument("--merchant", metavar="ID", help="the merchant a merchant key is for")
+    create.add_argument("--name", default="", help="a label for the key")
+    rotate = keys_sub.add_parser("rotate", help="a successor key; the old one works 24 h more")
+    rotate.add_argument("key_id", metavar="KEY_ID")
+    revoke = keys_sub.add_parser("revoke", help="stop a key now")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    users = sub.add_parser("users", help="console users")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    ucreate = users_sub.add_parser("create", help="create a console user")
+    ucreate.add_argument("--role", required=True, choices=("admin", "reviewer", "merchant"))
+    ucreate.add_argument("--username", required=True)
+    ucreate.add_argument("--password", required=True)
+    ucreate.add_argument("--merchant", metavar="ID")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply the migrations (Alembic) up to the newest")
+    db_sub.add_parser("current", help="print the schema revision")
+
+    audit = sub.add_parser("audit", help="the audit chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="check every event's hash and link; exit 4 "
+                                                 "and name the first bad event if any")
+    verify.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,8 +254,148 @@ def _cmd_reasons(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _service(migrate: bool = False) -> Any:
+    from .claims.service import open_service
+    from .config import load_settings
+
+    return open_service(load_settings(), migrate=migrate)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .config import load_settings
+    from .web import create_app
+
+    overrides = {} if args.workers is None else {"analysis_workers": args.workers}
+    settings = load_settings(**overrides)
+    svc = _service_for_serve(settings)
+    if args.demo:
+        from .claims.demo import seed_demo
+
+        print(seed_demo(svc), flush=True)
+    app = create_app(settings, service=svc)
+    print(f"RefundLens serving on http://{args.host}:{args.port} (API /api/v1, OpenAPI "
+          f"/docs); data in {settings.data_dir}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    svc.close()
+    return EXIT_OK
+
+
+def _service_for_serve(settings: Any) -> Any:
+    from .claims.service import open_service
+
+    # The embedded SQLite default migrates itself; a PostgreSQL deployment runs
+    # `refundlens db upgrade` on purpose.
+    return open_service(settings, migrate=not settings.database_url or
+                        settings.database_url.startswith("sqlite"))
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .config import load_settings
+    from .web.app import start_workers
+
+    overrides = {} if args.processes is None else {"analysis_workers": args.processes}
+    settings = load_settings(**overrides)
+    svc = _service_for_serve(settings)
+    running = start_workers(svc, analysis_processes=max(1, settings.analysis_workers))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"RefundLens worker running ({max(1, settings.analysis_workers)} analysis "
+          f"processes); data in {settings.data_dir}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    for item in running:
+        item.stop(timeout=10) if hasattr(item, "stop") else item.close()
+    svc.close()
+    return EXIT_OK
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from .claims import access
+
+    svc = _service(migrate=True)
+    try:
+        if args.keys_command == "create":
+            row, token = access.create_key(svc, role=args.role, merchant_id=args.merchant,
+                                           name=args.name)
+            print(f"created {row.role} key {row.id}" +
+                  (f" for merchant {row.merchant_id}" if row.merchant_id else "") +
+                  "; it is shown once:")
+            print(token)
+        elif args.keys_command == "rotate":
+            row, token = access.rotate_key(svc, args.key_id)
+            print(f"created {row.role} key {row.id} replacing {args.key_id} (which stops "
+                  f"working in 24 hours); it is shown once:")
+            print(token)
+        else:
+            access.revoke_key(svc, args.key_id)
+            print(f"revoked key {args.key_id}")
+    finally:
+        svc.close()
+    return EXIT_OK
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    from .claims import access
+
+    svc = _service(migrate=True)
+    try:
+        user = access.create_user(svc, username=args.username, password=args.password,
+                                  role=args.role, merchant_id=args.merchant)
+        print(f"created {user.role} user {user.username} ({user.id})")
+    finally:
+        svc.close()
+    return EXIT_OK
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .store import Database, default_database_url
+
+    settings = load_settings()
+    db = Database(settings.database_url or default_database_url(settings.data_dir))
+    try:
+        if args.db_command == "upgrade":
+            db.upgrade()
+        print(f"{db!r}: schema revision {db.current_revision()} (newest "
+              f"{db.head_revision()})")
+    finally:
+        db.dispose()
+    return EXIT_OK
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .claims.audit import verify_chain
+
+    svc = _service()
+    try:
+        with svc.db.read() as session:
+            report = verify_chain(session)
+    finally:
+        svc.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    elif report.ok:
+        print(f"audit chain intact: {report.events} events, head {report.head_hash}")
+    else:
+        problem = report.first_problem
+        assert problem is not None
+        print(f"audit chain BROKEN at event {problem.seq} ({problem.kind}): {problem.detail}")
+        for other in report.problems[1:]:
+            print(f"  also at event {other.seq} ({other.kind}): {other.detail}")
+    return EXIT_OK if report.ok else EXIT_AUDIT
+
+
 _COMMANDS = {"scan": _cmd_scan, "batch": _cmd_batch, "demo": _cmd_demo,
-             "detectors": _cmd_detectors, "reasons": _cmd_reasons}
+             "detectors": _cmd_detectors, "reasons": _cmd_reasons, "serve": _cmd_serve,
+             "worker": _cmd_worker, "keys": _cmd_keys, "users": _cmd_users, "db": _cmd_db,
+             "audit": _cmd_audit}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,7 @@ and a test fails when the two drift.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -29,6 +29,14 @@ class Settings:
     c2pa_trust_anchors: Path | None = None
     ocr: bool = True
     workers: int = 1
+    database_url: str = ""
+    pii_keys: tuple[str, ...] = field(default=(), repr=False)
+    pseudonym_key: str = field(default="", repr=False)
+    policy_file: Path | None = None
+    max_photos_per_claim: int = 9
+    intake_rate: int = 200
+    analysis_workers: int = 1
+    public_url: str = ""
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -55,6 +63,30 @@ def _bool(name: str, raw: str) -> bool:
 
 def _names(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _policy_file(name: str, raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"setting {name}={raw!r}: no such file; expected a policy YAML file "
+                          f"(see docs/policy.md)")
+    return path
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"setting {name}={raw!r}: expected a whole number") from None
+    if value < 0:
+        raise ConfigError(f"setting {name}={raw!r}: expected 0 or more")
+    return value
 
 
 def _path(name: str, raw: str) -> Path:
@@ -87,6 +119,28 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "Run OCR for visible AI marks (default on)."),
     ("workers", "REFUNDLENS_WORKERS", _positive_int,
      "Worker processes for batch analysis (default 1)."),
+    ("database_url", "REFUNDLENS_DATABASE_URL", _text,
+     "Claims database, e.g. `postgresql+psycopg://user@host/db` (default: SQLite "
+     "`refundlens.db` in the data directory)."),
+    ("pii_keys", "REFUNDLENS_PII_KEYS", _names,
+     "Keys sealing buyer personal data (AES-256-GCM): comma-separated 32-byte keys as base64 "
+     "or hex, the first seals, all open (rotation). Default: a key file created in the data "
+     "directory."),
+    ("pseudonym_key", "REFUNDLENS_PSEUDONYM_KEY", _text,
+     "Key of the keyed hash that turns platform buyer ids into pseudonyms (32 bytes, base64 "
+     "or hex). Default: a key file created in the data directory."),
+    ("policy_file", "REFUNDLENS_POLICY", _policy_file,
+     "Routing policy YAML (docs/policy.md); default: the embedded policy."),
+    ("max_photos_per_claim", "REFUNDLENS_MAX_PHOTOS_PER_CLAIM", _positive_int,
+     "Most photos one claim or evidence submission may carry (default 9)."),
+    ("intake_rate", "REFUNDLENS_INTAKE_RATE", _non_negative_int,
+     "Claims per second one API key may create, with a burst of twice that "
+     "(default 200; 0 turns the limit off)."),
+    ("analysis_workers", "REFUNDLENS_ANALYSIS_WORKERS", _non_negative_int,
+     "Analysis processes `refundlens serve` runs (default 1; 0: none, run "
+     "`refundlens worker` instead)."),
+    ("public_url", "REFUNDLENS_PUBLIC_URL", _text,
+     "The service's external base URL, used in webhook payload links (default: none)."),
 ]
 
 

@@ -1,0 +1,317 @@
+"""The ``analyze_claim`` job: analyse a claim's new photos against the order's references.
+
+The pixels are analysed in a separate process (:class:`AnalysisPool`, spawned, one OpenCV
+thread each) so the API process keeps answering while photos are analysed; the job thread
+only reads rows, hands the pool file paths, and writes the results. References are the
+listing photos of the order's products (by SKU; every product of the merchant when no SKU
+matches) and the order's shipping photos. Every analysed photo goes into the deployment's
+reuse index under its photo id, with the claim, merchant and buyer as metadata.
+
+The job is idempotent: photos that already have an analysis are not analysed again, and
+the results, the claim's route and the job's completion commit together.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from ..config import Settings
+from ..errors import RefundLensError
+from ..jobs import JobContext
+from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, Product, ReferencePhoto,
+                            ShippingEvidence, utcnow)
+from .audit import append_event
+from .service import Service
+
+__all__ = ["AnalysisPool", "PhotoTask", "analyze_task", "handle_analyze_claim"]
+
+log = logging.getLogger(__name__)
+
+#: At most this many reference photos per claim (the merchant's whole catalogue when no
+#: SKU matched could be thousands; the newest listing photos come first).
+MAX_REFERENCES = 24
+
+
+@dataclass(frozen=True)
+class PhotoTask:
+    """Everything the analysing process needs, as plain picklable values."""
+
+    photo_id: str
+    path: str
+    filename: str
+    references: tuple[tuple[str, str, str, str], ...]  # (id, kind, path, filename)
+    context: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    read_code: bool = False
+
+
+# --- in the analysing process --------------------------------------------------------------
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(settings: Settings, index_path: str) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    logging.getLogger("refundlens").setLevel(logging.ERROR)
+    from ..detectors import create_detectors
+    from ..index import ReuseIndex
+
+    _STATE["settings"] = settings
+    _STATE["detectors"] = create_detectors(settings=settings)
+    _STATE["index"] = ReuseIndex.open(index_path)
+
+
+def analyze_task(task: PhotoTask) -> dict[str, Any]:
+    """Analyse one photo; never raises for a bad photo (its error is the result)."""
+    from ..analysis import analyze
+    from ..detectors import DetectorContext, Reference
+    from ..imaging import load_photo
+
+    settings: Settings = _STATE["settings"]
+    limits = {"max_bytes": settings.max_bytes, "max_pixels": settings.max_pixels}
+    try:
+        photo = load_photo(task.path, name=task.filename, **limits)
+    except RefundLensError as exc:
+        return {"photo_id": task.photo_id, "status": "error",
+                "error": {"code": exc.code, "message": str(exc)}}
+    references = []
+    for ref_id, kind, path, filename in task.references:
+        try:
+            references.append(Reference(load_photo(path, name=filename, **limits),
+                                        kind=kind, id=ref_id))
+        except RefundLensError as exc:  # a bad reference is noted, the others still count
+            log.warning("reference %s (%s) cannot be loaded: %s", ref_id, filename, exc)
+    context = DetectorContext.from_mapping(task.context, references=tuple(references),
+                                           reuse_index=_STATE["index"],
+                                           photo_key=task.photo_id)
+    analysis = analyze(photo, detectors=_STATE["detectors"], context=context)
+    result: dict[str, Any] = {"photo_id": task.photo_id, "status": "ok",
+                              "analysis": analysis.to_dict(), "mask_png": _mask_png(analysis),
+                              "hashes": None, "matched_reference": None, "text": None}
+    reuse = analysis.result("reuse")
+    if reuse is not None:
+        result["hashes"] = dict(reuse.info).get("hashes")
+    for finding in analysis.findings:
+        if finding.code in ("REFERENCE_ALTERED", "REFERENCE_DERIVED"):
+            details = dict(finding.details)
+            result["matched_reference"] = {"id": details.get("reference_id"),
+                                           "kind": details.get("reference_kind"),
+                                           "sha256": details.get("reference_sha256")}
+            break
+    if task.read_code:
+        from ..detectors.visible_label import read_text
+
+        result["text"] = [line.text for line in read_text(photo)]
+    return result
+
+
+def _mask_png(analysis: Any) -> bytes | None:
+    from PIL import Image
+
+    mask = analysis.mask()
+    if not np.any(mask):
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(mask, mode="L").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+class AnalysisPool:
+    """Processes that analyse photos (spawned: forked children inherit OpenCV's thread
+    pool locks and can deadlock). A crashed child breaks the pool; it is rebuilt."""
+
+    def __init__(self, settings: Settings, index_path: str, *, processes: int = 1) -> None:
+        self.settings = settings
+        self.index_path = index_path
+        self.processes = max(1, processes)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init, initargs=(self.settings, self.index_path))
+        return self._pool
+
+    def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
+        try:
+            futures: list[Future[dict[str, Any]]] = [self._executor().submit(analyze_task, t)
+                                                     for t in tasks]
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class InlineAnalysis:
+    """The same analysis in the calling process (tests, ``run_until_idle`` tools)."""
+
+    def __init__(self, settings: Settings, index_path: str) -> None:
+        self.settings = settings
+        self.index_path = index_path
+        self._ready = False
+
+    def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
+        if not self._ready or _STATE.get("settings") is not self.settings:
+            _STATE["settings"] = self.settings
+            from ..detectors import create_detectors
+            from ..index import ReuseIndex
+
+            _STATE["detectors"] = create_detectors(settings=self.settings)
+            _STATE["index"] = ReuseIndex.open(self.index_path)
+            self._ready = True
+        return [analyze_task(t) for t in tasks]
+
+    def close(self) -> None:
+        pass
+
+
+# --- in the job thread ---------------------------------------------------------------------
+
+def _references(session: Any, svc: Service, order: Order) -> tuple[tuple[str, str, str, str], ...]:
+    skus = [item.get("sku") for item in order.items or [] if isinstance(item, dict)]
+    products = session.execute(select(Product.id).where(
+        Product.merchant_id == order.merchant_id, Product.sku.in_(skus))).scalars().all() \
+        if skus else []
+    query = select(ReferencePhoto).join(Product, Product.id == ReferencePhoto.product_id)
+    if products:
+        query = query.where(ReferencePhoto.product_id.in_(products))
+    else:
+        query = query.where(Product.merchant_id == order.merchant_id)
+    listing = session.execute(query.order_by(ReferencePhoto.created_at.desc())
+                              .limit(MAX_REFERENCES)).scalars().all()
+    shipping = session.execute(select(ShippingEvidence).where(
+        ShippingEvidence.order_id == order.id, ShippingEvidence.kind.in_(("photo", "keyframe")))
+        .limit(MAX_REFERENCES)).scalars().all()
+    refs = [(r.id, "listing", str(svc.blobs.path(r.sha256)), r.filename) for r in listing]
+    refs += [(s.id, "shipping", str(svc.blobs.path(s.sha256)), s.filename) for s in shipping]
+    return tuple(refs)
+
+
+def build_tasks(svc: Service, claim_id: str) -> tuple[list[PhotoTask], dict[str, str]]:
+    """Tasks for the claim's photos that have no analysis yet, and the open evidence
+    codes by request id."""
+    with svc.db.read() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None:
+            return [], {}
+        order = session.get(Order, claim.order_id)
+        assert order is not None
+        refs = _references(session, svc, order)
+        photos = session.execute(select(ClaimPhoto).where(
+            ClaimPhoto.claim_id == claim_id, ClaimPhoto.analysis.is_(None))
+            .order_by(ClaimPhoto.position)).scalars().all()
+        codes = {r.id: r.code for r in session.execute(select(EvidenceRequest).where(
+            EvidenceRequest.claim_id == claim_id)).scalars()}
+        context = {"claim_time": claim.created_at.isoformat(),
+                   "shipped_at": order.shipped_at.isoformat() if order.shipped_at else None,
+                   "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None}
+        tasks = []
+        for photo in photos:
+            ctx = {k: v for k, v in context.items() if v}
+            code = codes.get(photo.evidence_request_id or "")
+            if code:
+                ctx["evidence_code"] = code
+            if photo.role == "evidence":  # a fresh photo is taken after the request
+                ctx["claim_time"] = photo.created_at.isoformat()
+            tasks.append(PhotoTask(
+                photo_id=photo.id, path=str(svc.blobs.path(photo.sha256)),
+                filename=photo.filename, references=refs, context=ctx,
+                meta={"claim_id": claim.id, "merchant_id": claim.merchant_id,
+                      "buyer": claim.buyer},
+                read_code=bool(code)))
+    return tasks, codes
+
+
+def store_results(svc: Service, session: Any, claim: Claim,
+                  results: list[dict[str, Any]]) -> None:
+    """Write each photo's result into its row (masks into the blob store first)."""
+    for result in results:
+        photo = session.get(ClaimPhoto, result["photo_id"])
+        if photo is None or photo.claim_id != claim.id:
+            continue
+        if result["status"] == "error":
+            photo.analysis = {"status": "error", "error": result["error"], "findings": [],
+                              "risk": None}
+            photo.risk_score, photo.risk_level = None, None
+        else:
+            analysis = result["analysis"]
+            analysis["status"] = "ok"
+            if result.get("text") is not None:
+                analysis["text_read"] = result["text"]
+            photo.analysis = analysis
+            photo.risk_score = analysis["risk"]["score"]
+            photo.risk_level = analysis["risk"]["level"]
+            if result.get("mask_png"):
+                photo.mask_sha256 = svc.blobs.put(result["mask_png"])
+            photo.matched_reference = result.get("matched_reference")
+        photo.analyzed_at = utcnow()
+
+
+def add_to_reuse_index(svc: Service, tasks: list[PhotoTask],
+                       results: list[dict[str, Any]]) -> None:
+    """Index the analysed photos. ``INSERT OR REPLACE`` by photo id: a retried job adds the
+    same rows again harmlessly."""
+    from ..index import PhotoHashes, ReuseIndex
+
+    meta = {t.photo_id: t.meta for t in tasks}
+    rows = [(r["photo_id"], PhotoHashes.from_dict(r["hashes"]), meta.get(r["photo_id"]))
+            for r in results if r.get("hashes")]
+    if rows:
+        with ReuseIndex.open(svc.reuse_index_path) as index:
+            index.add_many(rows)
+
+
+def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
+    """The job: analyse, store, route — the last two in one transaction with the job."""
+    from .workflow import mark_analyzing, route_after_analysis
+
+    claim_id = ctx.claim_id
+    assert claim_id is not None
+    mark_analyzing(svc, claim_id, actor=f"worker:{ctx.owner}")
+    tasks, _ = build_tasks(svc, claim_id)
+    results = engine.map(tasks) if tasks else []
+    add_to_reuse_index(svc, tasks, results)
+    with svc.db.write() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None:
+            ctx.complete(session)
+            return
+        store_results(svc, session, claim, results)
+        session.flush()
+        append_event(session, actor="analysis", action="analysis_completed", claim_id=claim_id,
+                     data={"photos": [{"photo_id": r["photo_id"], "status": r["status"],
+                                       "score": (r.get("analysis") or {}).get("risk", {})
+                                       .get("score")} for r in results]})
+        route_after_analysis(svc, session, claim, role=ctx.payload.get("role", "claim"))
+        ctx.complete(session)
+    svc.wake_workers()
+
+
+def default_engine(svc: Service, *, inline: bool = False) -> Any:
+    if inline:
+        return InlineAnalysis(svc.settings, str(svc.reuse_index_path))
+    return AnalysisPool(svc.settings, str(svc.reuse_index_path),
+                        processes=max(1, svc.settings.analysis_workers))
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)

@@ -1,0 +1,50 @@
+"""``refundlens serve --demo``: a demo merchant, its product and listing photo, orders and
+the bundled sample claims (``refundlens/demo/samples``, from ../shared/data; see
+SOURCES.md there), filed through the same intake as real claims so the workers analyse
+and route them. Seeding twice adds nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from ..demo import SAMPLES
+from ..store.tables import Merchant
+from .intake import Upload, add_reference, create_claim, create_merchant, create_order, \
+    create_product
+from .service import Service
+
+__all__ = ["DEMO_MERCHANT", "seed_demo"]
+
+DEMO_MERCHANT = "RefundLens 演示旗舰店 (demo store)"
+_BUYERS = {"claim-007": "demo-buyer-7"}  # the reused photo comes from another buyer
+
+
+def seed_demo(svc: Service) -> str:
+    """Seed the demo data; returns one line saying what was done."""
+    with svc.db.read() as session:
+        if session.execute(select(Merchant).where(Merchant.name == DEMO_MERCHANT)).first():
+            return "demo data already seeded"
+    merchant = create_merchant(svc, name=DEMO_MERCHANT, actor="demo")
+    product = create_product(svc, merchant.id, sku="OJ-1L", name="鲜榨橙汁 1L / Orange juice 1 L",
+                             actor="demo")
+    listing = SAMPLES / "listing-orange-juice.jpg"
+    add_reference(svc, product.id, Upload(listing.read_bytes(), listing.name), actor="demo")
+    claims = json.loads((SAMPLES / "claims.json").read_text(encoding="utf-8"))
+    now = datetime.now(timezone.utc)
+    for sample in claims:
+        order = create_order(
+            svc, merchant_id=merchant.id, buyer_id=_BUYERS.get(sample["id"], "demo-buyer-1"),
+            amount="59.00", items=[{"sku": "OJ-1L", "name": "鲜榨橙汁 1L", "quantity": 1}],
+            shipped_at=(now - timedelta(days=4)).isoformat(),
+            delivered_at=(now - timedelta(days=2)).isoformat(), actor="demo",
+            buyer={"name": "演示买家", "phone": "13800000000", "address": "上海市演示路 1 号"})
+        photo = SAMPLES / sample["photo"]
+        create_claim(svc, order_id=order.id, type="refund_only",
+                     reason=f"商品破损 / damaged on arrival ({sample['story']})",
+                     amount="59.00", photos=[Upload(photo.read_bytes(), photo.name, "photos")],
+                     actor="demo", idempotency_key=f"demo-{sample['id']}")
+    return (f"demo data seeded: merchant {merchant.id}, product {product.id}, "
+            f"{len(claims)} claims queued for analysis")

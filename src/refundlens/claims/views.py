@@ -1,0 +1,220 @@
+"""Read models: the claim detail, the review queue and buyer history as JSON-ready dicts.
+
+These are the shapes the REST API returns and the console and the PDF report render; they
+are built from rows in one read transaction and never expose buyer PII or raw buyer ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Text, and_, func, select
+
+from ..errors import InvalidInput, NotFound
+from ..store.tables import (Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto, Decision,
+                            EvidenceRequest, Merchant, MerchantResponse, Order, Product,
+                            ReferencePhoto, utcnow)
+from .intake import format_amount
+from .service import Service
+
+__all__ = ["QUEUE_STATUSES", "buyer_history_view", "claim_detail", "claim_summary",
+           "list_claims"]
+
+QUEUE_STATUSES = ("in_review", "appealed")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def claim_summary(claim: Claim) -> dict[str, Any]:
+    return {"id": claim.id, "status": claim.status, "route": claim.route,
+            "type": claim.type, "amount": format_amount(claim.amount_cents),
+            "currency": claim.currency, "merchant_id": claim.merchant_id,
+            "order_id": claim.order_id, "buyer": claim.buyer,
+            "risk": {"score": claim.risk_score, "level": claim.risk_level},
+            "escalated": claim.escalated,
+            "review_due_at": _iso(claim.review_due_at),
+            "merchant_response_due_at": _iso(claim.merchant_response_due_at),
+            "created_at": _iso(claim.created_at), "updated_at": _iso(claim.updated_at)}
+
+
+def claim_detail(svc: Service, claim_id: str, *, merchant_scope: str | None = None
+                 ) -> dict[str, Any]:
+    """The full claim: analyses, findings, risk, route, deadlines, timeline.
+
+    Raises:
+        NotFound: no such claim, or it belongs to another merchant than ``merchant_scope``
+            (the same answer, so ids of other merchants' claims are not confirmed).
+    """
+    with svc.db.read() as session:
+        claim = session.get(Claim, claim_id)
+        if claim is None or (merchant_scope and claim.merchant_id != merchant_scope):
+            raise NotFound(f"claim {claim_id!r}: no such claim", field="claim_id")
+        order = session.get(Order, claim.order_id)
+        merchant = session.get(Merchant, claim.merchant_id)
+        assert order is not None and merchant is not None
+        photos = session.execute(select(ClaimPhoto).where(ClaimPhoto.claim_id == claim.id)
+                                 .order_by(ClaimPhoto.position)).scalars().all()
+        ref_ids = {p.matched_reference.get("id") for p in photos
+                   if p.matched_reference and p.matched_reference.get("id")}
+        references = {r.id: r for r in session.execute(select(ReferencePhoto).where(
+            ReferencePhoto.id.in_(ref_ids))).scalars()} if ref_ids else {}
+        requests = session.execute(select(EvidenceRequest).where(
+            EvidenceRequest.claim_id == claim.id).order_by(EvidenceRequest.created_at)
+        ).scalars().all()
+        responses = session.execute(select(MerchantResponse).where(
+            MerchantResponse.claim_id == claim.id).order_by(MerchantResponse.created_at)
+        ).scalars().all()
+        decisions = session.execute(select(Decision).where(Decision.claim_id == claim.id)
+                                    .order_by(Decision.created_at)).scalars().all()
+        appeals = session.execute(select(Appeal).where(Appeal.claim_id == claim.id)
+                                  .order_by(Appeal.created_at)).scalars().all()
+        events = session.execute(select(AuditEvent).where(AuditEvent.claim_id == claim.id)
+                                 .order_by(AuditEvent.seq)).scalars().all()
+        head = session.get(AuditHead, 1)
+        skus = [i.get("sku") for i in order.items or []]
+        products = {p.sku: p for p in session.execute(select(Product).where(
+            Product.merchant_id == order.merchant_id, Product.sku.in_(skus))).scalars()} \
+            if skus else {}
+
+    def photo_view(p: ClaimPhoto) -> dict[str, Any]:
+        analysis = p.analysis
+        matched = None
+        if p.matched_reference:
+            ref = references.get(p.matched_reference.get("id") or "")
+            matched = {**p.matched_reference,
+                       "filename": ref.filename if ref else None,
+                       "url": f"/api/v1/blobs/{p.matched_reference.get('sha256')}"
+                       if p.matched_reference.get("sha256") else None}
+        return {"id": p.id, "role": p.role, "position": p.position, "sha256": p.sha256,
+                "filename": p.filename, "content_type": p.content_type, "width": p.width,
+                "height": p.height, "evidence_request_id": p.evidence_request_id,
+                "url": f"/api/v1/blobs/{p.sha256}",
+                "status": None if analysis is None else analysis.get("status", "ok"),
+                "risk": None if analysis is None else analysis.get("risk"),
+                "findings": [] if analysis is None else analysis.get("findings", []),
+                "error": None if analysis is None else analysis.get("error"),
+                "mask_sha256": p.mask_sha256,
+                "mask_url": f"/api/v1/blobs/{p.mask_sha256}" if p.mask_sha256 else None,
+                "matched_reference": matched, "analysis": analysis,
+                "analyzed_at": _iso(p.analyzed_at)}
+
+    last_decision = decisions[-1] if decisions else None
+    return {
+        **claim_summary(claim),
+        "reason": claim.reason,
+        "risk": claim.risk if claim.risk else {"score": claim.risk_score,
+                                               "level": claim.risk_level},
+        "recommendation": claim.recommendation,
+        "route_reasons": claim.route_reasons or [],
+        "deadlines": {"review_due_at": _iso(claim.review_due_at),
+                      "merchant_response_due_at": _iso(claim.merchant_response_due_at),
+                      "evidence_due_at": _iso(claim.evidence_due_at)},
+        "decided_at": _iso(claim.decided_at),
+        "order": {"id": order.id, "merchant_id": order.merchant_id,
+                  "merchant_name": merchant.name, "buyer": order.buyer,
+                  "amount": format_amount(order.amount_cents), "currency": order.currency,
+                  "items": [{**i, "product_id": products[i["sku"]].id if i.get("sku") in
+                             products else None} for i in order.items or []],
+                  "shipped_at": _iso(order.shipped_at), "delivered_at": _iso(order.delivered_at)},
+        "photos": [photo_view(p) for p in photos],
+        "evidence_requests": [
+            {"id": r.id, "code": r.code, "status": r.status, "due_at": _iso(r.due_at),
+             "code_found": r.code_found, "submitted_at": _iso(r.submitted_at),
+             "created_at": _iso(r.created_at),
+             "instructions_en": f"Write the code {r.code} on a piece of paper, put it beside "
+                                f"the item so the damage and the code are both visible, and "
+                                f"take a new photo; then take one more photo from another "
+                                f"angle.",
+             "instructions_zh": f"请在纸上写下验证码 {r.code}，放在商品旁边，使损坏处和验证码同时"
+                                f"清晰可见，重新拍摄一张照片；再从另一个角度拍摄一张。"}
+            for r in requests],
+        "merchant_responses": [
+            {"id": r.id, "text": r.text, "actor": r.actor, "created_at": _iso(r.created_at),
+             "files": [{**f, "url": f"/api/v1/blobs/{f['sha256']}"} for f in r.files or []]}
+            for r in responses],
+        "decisions": [{"id": d.id, "outcome": d.outcome, "reason": d.reason, "actor": d.actor,
+                       "kind": d.kind, "audit_hash": d.audit_hash,
+                       "created_at": _iso(d.created_at)} for d in decisions],
+        "appeals": [{"id": a.id, "reason": a.reason, "status": a.status, "actor": a.actor,
+                     "created_at": _iso(a.created_at)} for a in appeals],
+        "timeline": [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "action": e.action,
+                      "data": e.data, "hash": e.hash} for e in events],
+        "audit": {"head_hash": head.hash if head else None, "head_seq": head.seq if head else 0,
+                  "decision_hash": last_decision.audit_hash if last_decision else None},
+    }
+
+
+_SORTS = {
+    "deadline": (Claim.review_due_at.asc(), Claim.risk_score.desc(), Claim.id),
+    "risk": (Claim.risk_score.desc(), Claim.review_due_at.asc(), Claim.id),
+    "created": (Claim.created_at.desc(), Claim.id),
+}
+
+
+def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
+                merchant_id: str | None = None, risk_level: str | None = None,
+                code: str | None = None, min_age_hours: float | None = None,
+                sort: str = "deadline", limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """A page of claims with the total; the review queue is ``statuses=QUEUE_STATUSES``."""
+    if sort not in _SORTS:
+        raise InvalidInput(f"sort: got {sort!r}, expected one of {', '.join(_SORTS)}",
+                           field="sort")
+    if not 1 <= limit <= 500:
+        raise InvalidInput(f"limit: got {limit}, expected 1–500", field="limit")
+    if offset < 0:
+        raise InvalidInput(f"offset: got {offset}, expected ≥ 0", field="offset")
+    conditions = []
+    if statuses:
+        conditions.append(Claim.status.in_(statuses))
+    if merchant_id:
+        conditions.append(Claim.merchant_id == merchant_id)
+    if risk_level:
+        if risk_level not in ("low", "medium", "high"):
+            raise InvalidInput(f"risk_level: got {risk_level!r}, expected low, medium or high",
+                               field="risk_level")
+        conditions.append(Claim.risk_level == risk_level)
+    if min_age_hours is not None:
+        conditions.append(Claim.created_at <= utcnow() - timedelta(hours=min_age_hours))
+    if code:
+        # claims with a photo whose findings name the code (JSON text search, both backends)
+        photos = select(ClaimPhoto.claim_id).where(
+            func.cast(ClaimPhoto.analysis, Text()).like(f'%"code": "{code}"%'))
+        conditions.append(Claim.id.in_(photos))
+    where = and_(*conditions) if conditions else True
+    with svc.db.read() as session:
+        total = session.execute(select(func.count()).select_from(Claim).where(where)
+                                ).scalar_one()
+        rows = session.execute(select(Claim).where(where).order_by(*_SORTS[sort])
+                               .limit(limit).offset(offset)).scalars().all()
+        counts = dict(session.execute(select(Claim.status, func.count()).where(
+            Claim.merchant_id == merchant_id if merchant_id else True)
+            .group_by(Claim.status)).all())
+    return {"total": total, "limit": limit, "offset": offset,
+            "counts": counts, "claims": [claim_summary(c) for c in rows]}
+
+
+def buyer_history_view(svc: Service, buyer: str, *, limit: int = 100) -> dict[str, Any]:
+    """A buyer's claims across merchants, their outcomes and reused photos."""
+    with svc.db.read() as session:
+        claims = session.execute(select(Claim).where(Claim.buyer == buyer)
+                                 .order_by(Claim.created_at.desc()).limit(limit)).scalars().all()
+        ids = [c.id for c in claims]
+        photos = session.execute(select(ClaimPhoto).where(ClaimPhoto.claim_id.in_(ids))
+                                 ).scalars().all() if ids else []
+    reused = []
+    for p in photos:
+        for f in (p.analysis or {}).get("findings", []):
+            if f.get("code") == "REUSED_PHOTO":
+                details = f.get("details") or {}
+                reused.append({"claim_id": p.claim_id, "photo_id": p.id,
+                               "other": details.get("other"),
+                               "other_meta": details.get("other_meta")})
+    outcomes: dict[str, int] = {}
+    for c in claims:
+        outcomes[c.status] = outcomes.get(c.status, 0) + 1
+    return {"buyer": buyer, "claims": [claim_summary(c) for c in claims],
+            "outcomes": outcomes, "merchants": len({c.merchant_id for c in claims}),
+            "reused_photos": reused}

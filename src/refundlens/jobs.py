@@ -1,0 +1,233 @@
+"""Durable jobs: rows in the database, leased by workers, retried with backoff.
+
+A job is ``queued`` until a worker leases it (``running``, with an owner and a lease
+expiry), then ``done`` — or back to ``queued`` with a delay after a failure, and ``failed``
+for good after ``max_attempts``. A worker that dies (SIGKILL, power cut) simply stops
+renewing: when the lease expires any worker takes the job again. Handlers therefore run
+*at least once* and must be idempotent; they make their result and the job's completion
+one transaction with :meth:`JobContext.complete`, which also checks the lease is still
+theirs, so a late duplicate cannot overwrite a newer result.
+
+The in-process :class:`Worker` runs handler threads inside ``refundlens serve``; the same
+class runs in a separate ``refundlens worker`` process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from .store.db import Database
+from .store.tables import Job, utcnow
+
+__all__ = ["JobContext", "LeaseLost", "Worker", "enqueue", "lease_job", "retry_delay"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 120.0
+
+
+class LeaseLost(Exception):
+    """The job's lease expired and another worker took it; this run's result is dropped."""
+
+
+def enqueue(session: Session, kind: str, *, claim_id: str | None = None,
+            payload: Mapping[str, Any] | None = None, run_after: datetime | None = None,
+            max_attempts: int = 5) -> Job:
+    """Add a job in ``session``'s transaction: it exists exactly when the change that
+    asked for it is committed."""
+    job = Job(kind=kind, claim_id=claim_id, payload=dict(payload or {}),
+              run_after=run_after or utcnow(), max_attempts=max_attempts)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff: 2, 4, 8 … seconds, at most 5 minutes."""
+    return timedelta(seconds=min(300, 2 ** max(1, attempts)))
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job's fields and a way to finish it atomically."""
+
+    db: Database
+    id: int
+    kind: str
+    claim_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+    owner: str
+    completed: bool = False
+
+    def complete(self, session: Session) -> None:
+        """Mark the job done inside ``session``'s transaction (the handler's result).
+
+        Raises:
+            LeaseLost: the lease is no longer this worker's; the transaction must roll back.
+        """
+        done = session.execute(
+            update(Job).where(Job.id == self.id, Job.lease_owner == self.owner,
+                              Job.status == "running")
+            .values(status="done", finished_at=utcnow(), lease_expires_at=None,
+                    last_error=None))
+        if done.rowcount != 1:
+            raise LeaseLost(f"job {self.id}: lease lost to another worker")
+        self.completed = True
+
+    def renew(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+        """Extend the lease for a long handler."""
+        with self.db.write() as session:
+            renewed = session.execute(
+                update(Job).where(Job.id == self.id, Job.lease_owner == self.owner,
+                                  Job.status == "running")
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
+            if renewed.rowcount != 1:
+                raise LeaseLost(f"job {self.id}: lease lost to another worker")
+
+
+def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
+              lease_s: float = DEFAULT_LEASE_S) -> JobContext | None:
+    """Lease the oldest ready job: queued and due, or running with an expired lease."""
+    now = utcnow()
+    with db.write() as session:
+        ready = or_(Job.status == "queued",
+                    (Job.status == "running") & (Job.lease_expires_at < now))
+        query = (select(Job).where(ready, Job.run_after <= now).order_by(Job.id).limit(1)
+                 .with_for_update(skip_locked=True))
+        if kinds:
+            query = query.where(Job.kind.in_(kinds))
+        job = session.execute(query).scalar_one_or_none()
+        if job is None:
+            return None
+        if job.status == "running":
+            log.warning("job %s (%s): lease of %s expired; taking it over", job.id, job.kind,
+                        job.lease_owner)
+        job.status, job.lease_owner = "running", owner
+        job.lease_expires_at = now + timedelta(seconds=lease_s)
+        job.attempts += 1
+        return JobContext(db, job.id, job.kind, job.claim_id, dict(job.payload), job.attempts,
+                          owner)
+
+
+def _fail(db: Database, ctx: JobContext, error: str) -> None:
+    with db.write() as session:
+        job = session.get(Job, ctx.id)
+        if job is None or job.lease_owner != ctx.owner or job.status != "running":
+            return
+        job.last_error = error[-4000:]
+        job.lease_owner, job.lease_expires_at = None, None
+        if job.attempts >= job.max_attempts:
+            job.status, job.finished_at = "failed", utcnow()
+        else:
+            job.status, job.run_after = "queued", utcnow() + retry_delay(job.attempts)
+
+
+Handler = Callable[[JobContext], None]
+
+
+class Worker:
+    """Threads that lease jobs and run their handlers until :meth:`stop`.
+
+    Args:
+        handlers: job kind → handler. A handler should call ``ctx.complete(session)`` in
+            the transaction that stores its result; if it returns without doing so, the
+            job is completed on its own.
+        on_failed: called with the context when a job has failed for good (e.g. to route
+            the claim to a person), in its own transaction.
+    """
+
+    def __init__(self, db: Database, handlers: Mapping[str, Handler], *, threads: int = 1,
+                 poll_s: float = 0.5, lease_s: float = DEFAULT_LEASE_S,
+                 on_failed: Callable[[JobContext, str], None] | None = None,
+                 name: str | None = None) -> None:
+        self.db = db
+        self.handlers = dict(handlers)
+        self.threads = threads
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.on_failed = on_failed
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._loop, args=(f"{self.name}/{i}",),
+                                      name=f"refundlens-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """New work was committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def run_until_idle(self, *, max_jobs: int = 10_000) -> int:
+        """Run jobs in this thread until none is ready; returns how many ran (tests, CLI)."""
+        ran = 0
+        while ran < max_jobs:
+            ctx = lease_job(self.db, f"{self.name}/sync", kinds=tuple(self.handlers),
+                            lease_s=self.lease_s)
+            if ctx is None:
+                return ran
+            self._run(ctx)
+            ran += 1
+        return ran
+
+    def _loop(self, owner: str) -> None:
+        while not self._stop.is_set():
+            try:
+                ctx = lease_job(self.db, owner, kinds=tuple(self.handlers),
+                                lease_s=self.lease_s)
+            except Exception:  # noqa: BLE001 - the database may be restarting; keep polling
+                log.exception("worker %s: leasing failed", owner)
+                ctx = None
+            if ctx is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            self._run(ctx)
+
+    def _run(self, ctx: JobContext) -> None:
+        handler = self.handlers[ctx.kind]
+        try:
+            handler(ctx)
+            if not ctx.completed:
+                with self.db.write() as session:
+                    ctx.complete(session)
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+        except Exception as exc:  # noqa: BLE001 - a failing job is recorded and retried
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+            log.warning("job %s (%s) attempt %s failed: %s", ctx.id, ctx.kind, ctx.attempts,
+                        exc)
+            try:
+                _fail(self.db, ctx, error)
+                if ctx.attempts >= self._max_attempts(ctx) and self.on_failed is not None:
+                    self.on_failed(ctx, error)
+            except Exception:  # noqa: BLE001 - the lease will expire and the job rerun
+                log.exception("job %s: recording the failure failed", ctx.id)
+
+    def _max_attempts(self, ctx: JobContext) -> int:
+        with self.db.read() as session:
+            job = session.get(Job, ctx.id)
+            return job.max_attempts if job is not None else 0

@@ -1,0 +1,175 @@
+"""The database handle: engines, sessions and migrations for SQLite and PostgreSQL.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so a committed
+claim survives a power cut, and every write transaction starts with ``BEGIN IMMEDIATE``:
+SQLite's default deferred transactions let two writers both read the audit head or the same
+queued job and then fail (``SQLITE_BUSY``) when they upgrade to write; taking the write lock
+up front makes them queue instead (busy timeout 30 s). Reads use a second engine whose
+transactions stay deferred, so readers never wait on writers (WAL).
+
+PostgreSQL uses one engine; writers that need an order (the audit head, job leases) lock
+rows with ``SELECT … FOR UPDATE [SKIP LOCKED]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import ConfigError, RefundLensError
+
+__all__ = ["Database", "DatabaseError", "default_database_url"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class DatabaseError(RefundLensError):
+    """The database cannot be reached or is not at the schema this version needs."""
+
+    code = "database_error"
+
+
+def default_database_url(data_dir: str | Path) -> str:
+    """SQLite in ``data_dir`` (the embedded default)."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'refundlens.db'}"
+
+
+class Database:
+    """Engines and session factories for one database URL.
+
+    Use :meth:`write` for a transaction that changes rows and :meth:`read` for one that
+    only reads; both commit or roll back as a unit.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(f"database URL {url!r}: not a URL; expected e.g. "
+                              f"sqlite:///path/refundlens.db or "
+                              f"postgresql+psycopg://user@host/db") from exc
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(parsed, immediate=True, echo=echo)
+            self.read_engine = _sqlite_engine(parsed, immediate=False, echo=echo)
+        elif self.dialect == "postgresql":
+            self.engine = create_engine(parsed, echo=echo, pool_pre_ping=True,
+                                        pool_size=10, max_overflow=20)
+            self.read_engine = self.engine
+        else:
+            raise ConfigError(f"database URL {url!r}: unsupported backend "
+                              f"{self.dialect!r}; accepted: sqlite, postgresql")
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A read-write transaction: commits on success, rolls back on any exception."""
+        with self._write() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+    # --- schema --------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision``."""
+        from alembic import command
+
+        command.upgrade(self._alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def check(self) -> None:
+        """Raise :class:`DatabaseError` unless the database answers and is at the head
+        revision (the service refuses to start on an old schema rather than fail later)."""
+        try:
+            current = self.current_revision()
+        except OperationalError as exc:
+            raise DatabaseError(f"database {self!r}: cannot connect: {exc.orig}") from exc
+        head = self.head_revision()
+        if current != head:
+            raise DatabaseError(f"database {self!r}: schema revision {current or 'none'}, "
+                                f"this version needs {head}; run `refundlens db upgrade`")
+
+    def table_names(self) -> list[str]:
+        return inspect(self.engine).get_table_names()
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def ping(self) -> bool:
+        try:
+            with self.read_engine.connect() as conn:
+                conn.execute(text("select 1"))
+            return True
+        except OperationalError:
+            return False
+
+
+def _sqlite_engine(url: Any, *, immediate: bool, echo: bool) -> Engine:
+    engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
+                                                        "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, say when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

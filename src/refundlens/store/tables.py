@@ -1,0 +1,366 @@
+"""The claims database schema: SQLAlchemy 2 declarative tables, one class per row kind.
+
+These are storage rows, not API shapes: the web layer has its own Create/Public schemas.
+Times are stored as UTC (naive on SQLite, ``timestamptz`` on PostgreSQL) and always read
+back timezone-aware. Money is stored in integer cents. The Alembic migrations in
+``store/migrations`` are the deployed schema; ``tests/store`` checks that they and these
+classes agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        String, Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "Decision",
+    "EvidenceRequest", "IdempotencyRecord", "Job", "Merchant", "MerchantResponse", "Order",
+    "Product", "ReferencePhoto", "ShippingEvidence", "User", "WebhookDelivery",
+    "WebhookEndpoint", "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware times")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# --- parties and goods -------------------------------------------------------------------
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("merchant_id", "sku", name="uq_products_merchant_sku"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReferencePhoto(Base):
+    """A merchant's listing photo of a product."""
+
+    __tablename__ = "reference_photos"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), index=True)
+    #: keyed hash of the platform's buyer id (see refundlens.security.Pseudonymizer)
+    buyer: Mapped[str] = mapped_column(String(80), index=True)
+    #: name, phone, address: AES-GCM ciphertext, never stored in clear
+    buyer_pii: Mapped[str | None] = mapped_column(Text, default=None)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    items: Mapped[list[Any]] = mapped_column(default=list)
+    shipped_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShippingEvidence(Base):
+    """A photo (or a video keyframe) the merchant took when packing or shipping the order."""
+
+    __tablename__ = "shipping_evidence"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20), default="photo")  # photo | video | keyframe
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- claims ------------------------------------------------------------------------------
+
+class Claim(Base):
+    __tablename__ = "claims"
+    __table_args__ = (
+        # the review queue: waiting claims by deadline, then risk
+        Index("ix_claims_queue", "status", "review_due_at", "risk_score"),
+        Index("ix_claims_merchant_status", "merchant_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    buyer: Mapped[str] = mapped_column(String(80), index=True)
+    type: Mapped[str] = mapped_column(String(20))  # refund_only | return_refund
+    reason: Mapped[str] = mapped_column(Text, default="")
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    #: submitted → analyzing → auto_approved | evidence_requested | in_review → approved |
+    #: rejected → appealed → approved | rejected (DESIGN.md, "Claim states")
+    status: Mapped[str] = mapped_column(String(30), default="submitted")
+    route: Mapped[str | None] = mapped_column(String(30), default=None)
+    route_reasons: Mapped[list[Any]] = mapped_column(default=list)
+    risk_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    risk_level: Mapped[str | None] = mapped_column(String(10), default=None)
+    recommendation: Mapped[str | None] = mapped_column(String(30), default=None)
+    risk: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    evidence_rounds: Mapped[int] = mapped_column(Integer, default=0)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    merchant_response_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    evidence_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ClaimPhoto(Base):
+    """A photo attached to a claim: the buyer's claim photos and evidence submissions."""
+
+    __tablename__ = "claim_photos"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20), default="claim")  # claim | evidence
+    evidence_request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("evidence_requests.id"), default=None)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    #: Analysis.to_dict() (maps are stored as the mask blob, not inline)
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    risk_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    risk_level: Mapped[str | None] = mapped_column(String(10), default=None)
+    mask_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    matched_reference: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    analyzed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvidenceRequest(Base):
+    __tablename__ = "evidence_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    code: Mapped[str] = mapped_column(String(20))
+    #: open → submitted → checked | expired | cancelled
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    requested_by: Mapped[str] = mapped_column(String(80), default="policy")
+    due_at: Mapped[datetime] = mapped_column()
+    code_found: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MerchantResponse(Base):
+    __tablename__ = "merchant_responses"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    #: [{"sha256", "filename", "content_type", "kind": photo|video, "analysis"?}]
+    files: Mapped[list[Any]] = mapped_column(default=list)
+    actor: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(20))  # approved | rejected
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(80))
+    #: "person" for reviewers; "policy" for an auto-approval (a machine never rejects)
+    kind: Mapped[str] = mapped_column(String(20), default="person")
+    audit_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Appeal(Base):
+    __tablename__ = "appeals"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | decided
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """One ``Idempotency-Key`` per API key: the claim it created and the request's hash."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+class Job(Base):
+    """A durable unit of work: queued → running (leased) → done | failed."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_ready", "status", "run_after"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    claim_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- access ------------------------------------------------------------------------------
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))  # admin | reviewer | merchant | intake
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), default=None)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: the key this one replaced on rotation (the old one stays valid until its grace ends)
+    replaces: Mapped[str | None] = mapped_column(String(40), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class User(Base):
+    """A console user (reviewer, merchant, admin); passwords are scrypt hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), default=None)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- audit and webhooks ------------------------------------------------------------------
+
+class AuditEvent(Base):
+    """Append-only, hash-chained: ``hash = sha256(prev_hash ‖ canonical(event))``."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(60))
+    claim_id: Mapped[str | None] = mapped_column(String(40), index=True, default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last ``seq`` and ``hash``. Appenders lock it (``FOR UPDATE`` on
+    PostgreSQL; SQLite's write lock does the same), so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    #: encrypted with the PII key; used to sign deliveries (HMAC-SHA256)
+    secret: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(default=list)  # [] = every event
+    merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    event: Mapped[str] = mapped_column(String(60))
+    claim_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    response_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

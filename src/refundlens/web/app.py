@@ -1,0 +1,87 @@
+"""``create_app``: the FastAPI application over one :class:`~refundlens.claims.service.Service`.
+
+The app opens the service when it starts (never at import), runs the in-process job
+workers unless told not to, and closes both when it stops. Tests build it with their
+own settings and a temporary data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..claims.service import Service, open_service
+from ..config import Settings
+from .api import router
+from .deps import KeyCache, RateLimiter
+from .errors import install_error_handlers
+
+__all__ = ["create_app", "start_workers"]
+
+log = logging.getLogger(__name__)
+
+
+def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False) -> list[Any]:
+    """Start the job workers: analysis threads feeding a process pool, and one thread for
+    the light jobs (webhook deliveries, evidence deadlines) so they never wait behind
+    photos. Returns what to stop."""
+    from ..claims.analyzer import default_engine, handle_analyze_claim
+    from ..claims.webhooks import handle_deliver_webhook
+    from ..claims.workflow import expire_evidence, on_job_failed
+    from ..jobs import Worker
+
+    engine = default_engine(svc, inline=inline)
+    analysis = Worker(svc.db, {"analyze_claim": lambda ctx: handle_analyze_claim(svc, engine,
+                                                                                 ctx)},
+                      threads=max(1, analysis_processes),
+                      on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
+    light = Worker(svc.db, {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
+                            "expire_evidence": lambda ctx: expire_evidence(svc, ctx)},
+                   threads=1)
+    analysis.start()
+    light.start()
+
+    def wake() -> None:
+        analysis.wake()
+        light.wake()
+
+    svc.wake_workers = wake
+    return [analysis, light, engine]
+
+
+def create_app(settings: Settings, *, service: Service | None = None,
+               workers: bool = True, migrate: bool = True) -> FastAPI:
+    """The API app. ``service`` is opened from ``settings`` at start-up unless given;
+    ``workers`` runs the in-process job workers (``settings.analysis_workers`` analysis
+    processes; none when that is 0)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or open_service(settings, migrate=migrate)
+        app.state.service = svc
+        running: list[Any] = []
+        if workers and settings.analysis_workers > 0:
+            running = start_workers(svc, analysis_processes=settings.analysis_workers)
+        try:
+            yield
+        finally:
+            for item in running:
+                if hasattr(item, "stop"):
+                    item.stop(timeout=10)
+                else:
+                    item.close()
+            if service is None:
+                svc.close()
+
+    app = FastAPI(title="RefundLens", version=__version__, lifespan=lifespan,
+                  description="Verify the photos behind refund claims and route the claims. "
+                              "Authenticate with `Authorization: Bearer <key>`.")
+    app.state.key_cache = KeyCache()
+    app.state.rate_limiter = RateLimiter(settings.intake_rate)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
