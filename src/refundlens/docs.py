@@ -1,8 +1,9 @@
 """Generate the reference docs from their one source of truth.
 
 ``python -m refundlens.docs`` rewrites docs/reasons.md (from the reason table),
-docs/settings.md (from the settings list), docs/detectors.md (from the registry) and
-docs/cli.md (the exit codes and ``--help`` texts). ``tests/test_docs.py`` fails when a
+docs/settings.md (from the settings list), docs/detectors.md (from the registry),
+docs/cli.md (the exit codes and ``--help`` texts) and docs/policy.md (the claims policy's
+keys, rules and route reason table). ``tests/test_docs.py`` fails when a
 committed file differs from what this module generates.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["generate", "render_cli", "render_detectors", "render_reasons", "render_settings"]
+__all__ = ["generate", "render_cli", "render_detectors", "render_policy", "render_reasons",
+           "render_settings"]
 
 
 def render_reasons() -> str:
@@ -86,10 +88,52 @@ def _render_cli(parser, EXIT_CODES) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_policy() -> str:
+    from dataclasses import fields
+
+    from .claims.policy import (CODE_ALPHABET, CODE_LENGTH, EFFECTS, ROUTE_REASONS,
+                                ROUTING_RULES, Policy)
+
+    def show(value: object) -> str:
+        if value is None:
+            return "null"
+        if isinstance(value, tuple):
+            return "[" + ", ".join(map(str, value)) + "]"
+        return str(value)
+
+    lines = ["# Claims policy", "",
+             "Generated from `src/refundlens/claims/policy.py` by `make docs`; do not edit by "
+             "hand. The default file, every key commented, is "
+             "`src/refundlens/claims/default_policy.yaml`; `load_policy(path)` reads a copy and "
+             "stops with every problem named (file, key, what is accepted).", "",
+             "## Routes", "",
+             "`auto_approved`, `evidence_requested`, `in_review`. None rejects.", ""]
+    lines += [f"{i}. {rule}" for i, rule in enumerate(ROUTING_RULES, 1)]
+    lines += ["", "## Keys", "", "| key | default | accepted | meaning |", "|---|---|---|---|"]
+    for f in fields(Policy):
+        lines.append(f"| `{f.name}` | `{show(f.default)}` | {f.metadata['kind'].accepts} | "
+                     f"{f.metadata['doc']} |")
+    lines += ["", "## Route reason codes", "",
+              "Every route carries its reasons, the deciding one first. Codes are stable: "
+              "never renamed or reused.", "",
+              "| code | effect | English | 中文 |", "|---|---|---|---|"]
+    for spec in ROUTE_REASONS.values():
+        lines.append(f"| `{spec.code}` | {EFFECTS[spec.effect]} | {spec.template_en} | "
+                     f"{spec.template_zh} |")
+    lines += ["", "## One-time evidence code", "",
+              f"{CODE_LENGTH} characters from `{CODE_ALPHABET}`, which leaves out 0 O Q D, 1 I L, "
+              f"2 Z, 5 S, 8 B, G and U V, so a handwritten code reads back unambiguously. OCR text "
+              f"matches ignoring case, width, spaces and punctuation between characters, and "
+              f"maps misreadings onto characters outside the alphabet back (q, g → 9; b, G → "
+              f"6)."]
+    return "\n".join(lines) + "\n"
+
+
 def generate(root: Path) -> dict[Path, str]:
     docs = root / "docs"
     return {docs / "reasons.md": render_reasons(), docs / "settings.md": render_settings(),
-            docs / "detectors.md": render_detectors(), docs / "cli.md": render_cli()}
+            docs / "detectors.md": render_detectors(), docs / "cli.md": render_cli(),
+            docs / "policy.md": render_policy()}
 
 
 def main() -> int:

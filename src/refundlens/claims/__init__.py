@@ -1,0 +1,1 @@
+"""Claims workflow: intake, analysis jobs, policy, review, decisions."""
