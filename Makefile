@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := fonts-wqy-microhei postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs demo test bench clean docs
+.PHONY: setup debs demo serve test bench clean docs
 
 setup: $(STAMP) debs
 
@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(VENV)/bin/refundlens demo --out demo-out
+
+serve: setup
+	$(VENV)/bin/refundlens serve --demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -19,7 +19,6 @@ from .service import Service
 __all__ = ["DEMO_MERCHANT", "seed_demo"]
 
 DEMO_MERCHANT = "RefundLens 演示旗舰店 (demo store)"
-_BUYERS = {"claim-007": "demo-buyer-7"}  # the reused photo comes from another buyer
 
 
 def seed_demo(svc: Service) -> str:
@@ -34,9 +33,9 @@ def seed_demo(svc: Service) -> str:
     add_reference(svc, product.id, Upload(listing.read_bytes(), listing.name), actor="demo")
     claims = json.loads((SAMPLES / "claims.json").read_text(encoding="utf-8"))
     now = datetime.now(timezone.utc)
-    for sample in claims:
+    for sample in claims:  # one buyer each: claim-007 reuses claim-001's photo
         order = create_order(
-            svc, merchant_id=merchant.id, buyer_id=_BUYERS.get(sample["id"], "demo-buyer-1"),
+            svc, merchant_id=merchant.id, buyer_id=f"demo-buyer-{sample['id']}",
             amount="59.00", items=[{"sku": "OJ-1L", "name": "鲜榨橙汁 1L", "quantity": 1}],
             shipped_at=(now - timedelta(days=4)).isoformat(),
             delivered_at=(now - timedelta(days=2)).isoformat(), actor="demo",
