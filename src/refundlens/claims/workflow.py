@@ -111,9 +111,13 @@ def _evidence_outcome(session: Any, claim: Claim, photos: Sequence[ClaimPhoto],
         return None
     latest = requests[-1]
     if latest.status == "submitted":
-        texts = [line for p in photos if p.evidence_request_id == latest.id
-                 for line in (p.analysis or {}).get("text_read") or []]
-        latest.code_found = code_in_text(latest.code, texts)
+        read = [(p.analysis or {}).get("text_read") for p in photos
+                if p.evidence_request_id == latest.id]
+        texts = [line for lines in read if lines for line in lines]
+        # None: no photo could be read (OCR off, or every photo failed) — unchecked, not
+        # missing; the policy sends that to a person too, with the right reason.
+        latest.code_found = code_in_text(latest.code, texts) if any(
+            lines is not None for lines in read) else None
         latest.status = "checked"
     return EvidenceOutcome(rounds=len(requests),
                            submitted=latest.status in ("submitted", "checked"),
