@@ -171,6 +171,9 @@ class PiiCipher:
         if version != "v1" or key_id not in self._keys:
             raise PiiError(f"sealed value: key {key_id!r} is not configured; known: "
                            f"{', '.join(sorted(self._keys))}")
+        if len(raw) < 12 + 16:  # a nonce and a tag at least
+            raise PiiError(f"sealed value: {len(raw)} bytes of payload, too short for a "
+                           f"nonce and a tag (28 bytes)")
         try:
             return self._keys[key_id].decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag:
@@ -198,4 +201,5 @@ def verify_webhook(secret: str, body: bytes, header: str, *, tolerance_s: int = 
     if abs((time.time() if now is None else now) - t) > tolerance_s:
         return False
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, mac)
+    # bytes: compare_digest refuses non-ASCII str (a garbage header must be False, not raise)
+    return hmac.compare_digest(expected.encode(), mac.encode())
