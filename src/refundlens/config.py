@@ -37,6 +37,7 @@ class Settings:
     intake_rate: int = 200
     analysis_workers: int = 1
     public_url: str = ""
+    job_lease_s: int = 30
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -141,6 +142,10 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "`refundlens worker` instead)."),
     ("public_url", "REFUNDLENS_PUBLIC_URL", _text,
      "The service's external base URL, used in webhook payload links (default: none)."),
+    ("job_lease_s", "REFUNDLENS_JOB_LEASE_S", _positive_int,
+     "Seconds a worker's lease on a job lasts (default 30). A live worker renews it every "
+     "third of that while the job runs; a worker that died (SIGKILL, power cut) stops "
+     "renewing, and its jobs are taken over once the lease runs out."),
 ]
 
 

@@ -2,8 +2,10 @@
 
 A job is ``queued`` until a worker leases it (``running``, with an owner and a lease
 expiry), then ``done`` — or back to ``queued`` with a delay after a failure, and ``failed``
-for good after ``max_attempts``. A worker that dies (SIGKILL, power cut) simply stops
-renewing: when the lease expires any worker takes the job again. Handlers therefore run
+for good after ``max_attempts``. While a handler runs, its worker's heartbeat thread
+renews the lease every third of its length, so a lease can be short (``REFUNDLENS_JOB_LEASE_S``,
+30 s by default) however long the job takes. A worker that dies (SIGKILL, power cut) simply
+stops renewing: when the lease expires any worker takes the job again. Handlers therefore run
 *at least once* and must be idempotent; they make their result and the job's completion
 one transaction with :meth:`JobContext.complete`, which also checks the lease is still
 theirs, so a late duplicate cannot overwrite a newer result.
@@ -34,7 +36,8 @@ __all__ = ["JobContext", "LeaseLost", "Worker", "enqueue", "lease_job", "retry_d
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 120.0
+#: The lease length when none is given (``Settings.job_lease_s`` in the service).
+DEFAULT_LEASE_S = 30.0
 
 
 class LeaseLost(Exception):
@@ -69,6 +72,7 @@ class JobContext:
     payload: dict[str, Any]
     attempts: int
     owner: str
+    lease_s: float = DEFAULT_LEASE_S
     completed: bool = False
 
     def complete(self, session: Session) -> None:
@@ -86,13 +90,14 @@ class JobContext:
             raise LeaseLost(f"job {self.id}: lease lost to another worker")
         self.completed = True
 
-    def renew(self, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Extend the lease for a long handler."""
+    def renew(self, lease_s: float | None = None) -> None:
+        """Extend the lease now (the worker's heartbeat does this on its own)."""
+        seconds = self.lease_s if lease_s is None else lease_s
         with self.db.write() as session:
             renewed = session.execute(
                 update(Job).where(Job.id == self.id, Job.lease_owner == self.owner,
                                   Job.status == "running")
-                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
+                .values(lease_expires_at=utcnow() + timedelta(seconds=seconds)))
             if renewed.rowcount != 1:
                 raise LeaseLost(f"job {self.id}: lease lost to another worker")
 
@@ -118,7 +123,7 @@ def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
         job.lease_expires_at = now + timedelta(seconds=lease_s)
         job.attempts += 1
         return JobContext(db, job.id, job.kind, job.claim_id, dict(job.payload), job.attempts,
-                          owner)
+                          owner, lease_s)
 
 
 def _fail(db: Database, ctx: JobContext, error: str) -> None:
@@ -138,7 +143,8 @@ Handler = Callable[[JobContext], None]
 
 
 class Worker:
-    """Threads that lease jobs and run their handlers until :meth:`stop`.
+    """Threads that lease jobs and run their handlers until :meth:`stop`, and a heartbeat
+    thread that renews the leases of the jobs they are running.
 
     Args:
         handlers: job kind → handler. A handler should call ``ctx.complete(session)`` in
@@ -146,6 +152,7 @@ class Worker:
             job is completed on its own.
         on_failed: called with the context when a job has failed for good (e.g. to route
             the claim to a person), in its own transaction.
+        lease_s: how long a lease lasts; renewed every ``lease_s / 3`` while the job runs.
     """
 
     def __init__(self, db: Database, handlers: Mapping[str, Handler], *, threads: int = 1,
@@ -162,6 +169,8 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._running: dict[int, str] = {}  # job id → lease owner, for the heartbeat
+        self._running_lock = threading.Lock()
 
     def start(self) -> None:
         for i in range(self.threads):
@@ -169,6 +178,10 @@ class Worker:
                                       name=f"refundlens-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        heartbeat = threading.Thread(target=self._heartbeat, name="refundlens-worker-heartbeat",
+                                     daemon=True)
+        heartbeat.start()
+        self._threads.append(heartbeat)
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -207,7 +220,32 @@ class Worker:
                 continue
             self._run(ctx)
 
+    def _heartbeat(self) -> None:
+        """Renew the leases of the running jobs every third of a lease, in one write."""
+        while not self._stop.wait(self.lease_s / 3):
+            with self._running_lock:
+                running = dict(self._running)
+            if not running:
+                continue
+            try:
+                with self.db.write() as session:
+                    session.execute(
+                        update(Job).where(Job.id.in_(running), Job.status == "running",
+                                          Job.lease_owner.in_(set(running.values())))
+                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_s)))
+            except Exception:  # noqa: BLE001 - retried at the next beat; the lease has slack
+                log.exception("worker %s: renewing leases failed", self.name)
+
     def _run(self, ctx: JobContext) -> None:
+        with self._running_lock:
+            self._running[ctx.id] = ctx.owner
+        try:
+            self._run_handler(ctx)
+        finally:
+            with self._running_lock:
+                self._running.pop(ctx.id, None)
+
+    def _run_handler(self, ctx: JobContext) -> None:
         handler = self.handlers[ctx.kind]
         try:
             handler(ctx)

@@ -37,11 +37,11 @@ def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False
     engine = default_engine(svc, inline=inline)
     analysis = Worker(svc.db, {"analyze_claim": lambda ctx: handle_analyze_claim(svc, engine,
                                                                                  ctx)},
-                      threads=max(1, analysis_processes),
+                      threads=max(1, analysis_processes), lease_s=svc.settings.job_lease_s,
                       on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
     light = Worker(svc.db, {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
                             "expire_evidence": lambda ctx: expire_evidence(svc, ctx)},
-                   threads=1)
+                   threads=1, lease_s=svc.settings.job_lease_s)
     analysis.start()
     light.start()
 
