@@ -88,3 +88,17 @@ def test_a_genuine_photo_is_not_sent_to_review(client, keys, run_jobs):
 
 def test_health_needs_no_key(client):
     assert client.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_catalog_and_order_read_back(client, keys):
+    ids = setup_catalog(client, keys, jpeg(textured_rgb(320, 240, seed=5), 90))
+    merchant = client.get(f"/api/v1/merchants/{ids['merchant_id']}", headers=keys.admin).json()
+    assert merchant["name"] == "橙子旗舰店"
+    assert merchant["products"][0]["sku"] == "OJ-1L"
+    assert len(merchant["products"][0]["references"]) == 1
+    order = client.get(f"/api/v1/orders/{ids['order_id']}", headers=keys.reviewer).json()
+    assert order["amount"] == "129.00" and order["buyer"].startswith("b_")
+    assert "buyer_pii" not in order
+    other = client.post("/api/v1/merchants", json={"name": "other"}, headers=keys.admin).json()
+    assert client.get(f"/api/v1/orders/{ids['order_id']}",
+                      headers=keys.merchant(other["id"])).status_code == 404

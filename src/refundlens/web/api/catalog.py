@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from ...claims import intake
+from ...claims import catalog_views, intake
 from ...claims.access import Caller
 from ...claims.service import Service
 from ...errors import NotFound
@@ -74,3 +76,32 @@ async def add_shipping_evidence(order_id: str, request: Request,
                                   order_id, single(files, "file"), actor=who.actor,
                                   merchant_scope=who.merchant_scope)
     return Created(id=row.id)
+
+
+def _merchant_visible(who: Caller, merchant_id: str) -> None:
+    if who.merchant_scope and who.merchant_scope != merchant_id:
+        raise NotFound(f"merchant {merchant_id!r}: no such merchant", field="merchant_id")
+
+
+@router.get("/merchants/{merchant_id}")
+def get_merchant(merchant_id: str, svc: Service = Depends(service),
+                 who: Caller = Depends(caller)) -> dict[str, Any]:
+    """A merchant with its products and their reference photos."""
+    _merchant_visible(who, merchant_id)
+    return catalog_views.merchant_view(svc, merchant_id)
+
+
+@router.get("/products/{product_id}")
+def get_product(product_id: str, svc: Service = Depends(service),
+                who: Caller = Depends(caller)) -> dict[str, Any]:
+    """A product and its reference photos."""
+    return catalog_views.product_view(svc, product_id, merchant_scope=who.merchant_scope)
+
+
+@router.get("/orders/{order_id}")
+def get_order(order_id: str, svc: Service = Depends(service),
+              who: Caller = Depends(caller)) -> dict[str, Any]:
+    """An order (the buyer as a pseudonym; personal data only for admins), its shipping
+    evidence and its claims."""
+    return catalog_views.order_view(svc, order_id, merchant_scope=who.merchant_scope,
+                                    with_pii=who.role == "admin")
