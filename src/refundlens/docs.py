@@ -129,11 +129,42 @@ def render_policy() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _openapi() -> dict:
+    from .config import load_settings
+    from .web import create_app
+
+    return create_app(load_settings(environ={})).openapi()
+
+
+def render_openapi() -> str:
+    import json
+
+    return json.dumps(_openapi(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def render_api() -> str:
+    """One line per endpoint, from the OpenAPI schema the service serves at /openapi.json."""
+    spec = _openapi()
+    lines = ["# REST API", "",
+             "Generated from the OpenAPI schema (`docs/openapi.json`; live at `/openapi.json` and "
+             "`/docs` on a running `refundlens serve`). Every request but `GET /api/v1/health` "
+             "carries `Authorization: Bearer <key>`. Every error is "
+             "`{\"error\": {\"code\", \"message\", \"field\"}}` with a stable `code`.", "",
+             "| method | path | what |", "|---|---|---|"]
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            text = (op.get("description") or op.get("summary") or "").strip()
+            summary = " ".join(text.split("\n\n")[0].split())
+            lines.append(f"| {method.upper()} | `{path}` | {summary} |")
+    return "\n".join(lines) + "\n"
+
+
 def generate(root: Path) -> dict[Path, str]:
     docs = root / "docs"
     return {docs / "reasons.md": render_reasons(), docs / "settings.md": render_settings(),
             docs / "detectors.md": render_detectors(), docs / "cli.md": render_cli(),
-            docs / "policy.md": render_policy()}
+            docs / "policy.md": render_policy(), docs / "api.md": render_api(),
+            docs / "openapi.json": render_openapi()}
 
 
 def main() -> int:
