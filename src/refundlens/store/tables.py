@@ -17,7 +17,8 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "Decision",
+    "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "ConsoleSession",
+    "Decision",
     "EvidenceRequest", "IdempotencyRecord", "Job", "Merchant", "MerchantResponse", "Order",
     "Product", "ReferencePhoto", "ShippingEvidence", "User", "WebhookDelivery",
     "WebhookEndpoint", "utcnow",
@@ -304,6 +305,23 @@ class User(Base):
     merchant_id: Mapped[str | None] = mapped_column(ForeignKey("merchants.id"), default=None)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A signed-in console user. The cookie carries a random token; this row is keyed by
+    its sha256, so a copy of the table signs nobody in. Holds the session's CSRF token."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(cookie token)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    lang: Mapped[str] = mapped_column(String(5), default="zh")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # --- audit and webhooks ------------------------------------------------------------------
