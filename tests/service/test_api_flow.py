@@ -102,3 +102,18 @@ def test_catalog_and_order_read_back(client, keys):
     other = client.post("/api/v1/merchants", json={"name": "other"}, headers=keys.admin).json()
     assert client.get(f"/api/v1/orders/{ids['order_id']}",
                       headers=keys.merchant(other["id"])).status_code == 404
+
+
+def test_the_evidence_report_pdf_is_served(client, keys, run_jobs):
+    reference = textured_rgb(640, 480, seed=3)
+    ids = setup_catalog(client, keys, jpeg(reference, 92))
+    claim = file_claim(client, keys, ids["order_id"], [jpeg(_forge(reference), 90)]).json()
+    run_jobs()
+    pdf = client.get(f"/api/v1/claims/{claim['id']}/report.pdf?lang=en", headers=keys.reviewer)
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
+    bad = client.get(f"/api/v1/claims/{claim['id']}/report.pdf?lang=fr", headers=keys.reviewer)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "lang"
+    other = client.post("/api/v1/merchants", json={"name": "x"}, headers=keys.admin).json()
+    assert client.get(f"/api/v1/claims/{claim['id']}/report.pdf",
+                      headers=keys.merchant(other["id"])).status_code == 404

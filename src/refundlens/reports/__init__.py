@@ -1,5 +1,5 @@
-"""Evidence reports: a self-contained HTML page (``html``); the PDF report comes with the
-claims service."""
+"""Evidence reports: a self-contained HTML page for scans (``html``) and the per-claim PDF
+(``pdf.render_claim_pdf``, imported on use: WeasyPrint is slow to import)."""
 
 from .html import render_html_report, write_html_report
 
