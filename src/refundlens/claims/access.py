@@ -10,8 +10,8 @@ the old one work for a grace period.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -35,6 +35,8 @@ class Caller:
     role: str
     key_id: str
     merchant_id: str | None = None
+    #: when the key stops working (a rotated key's grace end); caches must not outlive it
+    expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def actor(self) -> str:
@@ -120,7 +122,7 @@ def authenticate_key(svc: Service, token: str) -> Caller | None:
             return None
         if not hmac.compare_digest(row.secret_hash, hash_secret(parts.secret)):
             return None
-        return Caller(row.role, row.id, row.merchant_id)
+        return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at)
 
 
 def create_user(svc: Service, *, username: str, password: str, role: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 
 from fastapi import Request
 
@@ -37,7 +38,9 @@ def caller(request: Request) -> Caller:
 
 class KeyCache:
     """Authenticated keys for a few seconds, so a burst of requests from one client does
-    not read the key row each time; a revoked key stops working within ``ttl_s``."""
+    not read the key row each time. A key revoked or rotated through this app is forgotten
+    at once (:meth:`forget`), one revoked elsewhere (the CLI) stops working within
+    ``ttl_s``, and no entry outlives its key's ``expires_at``."""
 
     def __init__(self, ttl_s: float = 5.0, size: int = 1024) -> None:
         self.ttl_s, self.size = ttl_s, size
@@ -52,10 +55,22 @@ class KeyCache:
             return item[1]
 
     def put(self, token: str, value: Caller) -> None:
+        ttl = self.ttl_s
+        if value.expires_at is not None:
+            left = (value.expires_at - datetime.now(timezone.utc)).total_seconds()
+            ttl = min(ttl, left)
+        if ttl <= 0:
+            return
         with self._lock:
             if len(self._items) >= self.size:
                 self._items.clear()
-            self._items[token] = (time.monotonic() + self.ttl_s, value)
+            self._items[token] = (time.monotonic() + ttl, value)
+
+    def forget(self, key_id: str) -> None:
+        """Drop every cached token of ``key_id`` (after it was revoked or rotated)."""
+        with self._lock:
+            for token in [t for t, (_, c) in self._items.items() if c.key_id == key_id]:
+                del self._items[token]
 
 
 class RateLimiter:

@@ -16,12 +16,20 @@ class PayloadTooLarge(RequestError):
     status = 413
 
 
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 async def read_form(request: Request, *, max_files: int) -> tuple[dict[str, str], dict[str, list[Upload]]]:
     """The form's text fields and its files by field name.
 
     Raises:
         PayloadTooLarge: the declared body is larger than ``max_files`` photos can be.
-        InvalidInput: not a multipart form.
+        UnsupportedMediaType: not a form (multipart, or url-encoded for text-only forms).
     """
     settings = request.app.state.service.settings
     limit = settings.max_bytes * max_files + 1024 * 1024
@@ -29,9 +37,11 @@ async def read_form(request: Request, *, max_files: int) -> tuple[dict[str, str]
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {int(declared)} bytes is larger than "
                               f"{max_files} photos of at most {settings.max_bytes} bytes")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise InvalidInput("expected a multipart/form-data body (fields and files)",
-                           field="content-type")
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in _FORM_TYPES:
+        raise UnsupportedMediaType(
+            f"content-type: got {content_type.split(';')[0] or 'none'!r}, expected "
+            f"multipart/form-data (fields and files)", field="content-type")
     form = await request.form(max_files=max_files + 1, max_fields=100)
     fields: dict[str, str] = {}
     files: dict[str, list[Upload]] = {}
