@@ -26,6 +26,7 @@ from ..store.tables import (Claim, ClaimPhoto, IdempotencyRecord, Merchant, Orde
                             ReferencePhoto, ShippingEvidence)
 from .audit import append_event
 from .service import Service
+from .webhooks import emit
 
 __all__ = [
     "CLAIM_TYPES", "Upload", "add_reference", "add_shipping_evidence", "check_uploads",
@@ -411,6 +412,7 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
                                "amount": format_amount(cents),
                                "photos": [c.sha256 for c in checked]})
             enqueue(session, "analyze_claim", claim_id=claim.id, payload={"role": "claim"})
+            emit(svc, session, "claim.submitted", claim, {"photos": len(checked)})
     except IntegrityError:
         # a concurrent retry with the same Idempotency-Key committed first
         _forget_blobs(svc, created)
