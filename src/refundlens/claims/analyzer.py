@@ -205,9 +205,10 @@ def _references(session: Any, svc: Service, order: Order) -> tuple[tuple[str, st
     return tuple(refs)
 
 
-def build_tasks(svc: Service, claim_id: str) -> tuple[list[PhotoTask], dict[str, str]]:
-    """Tasks for the claim's photos that have no analysis yet, and the open evidence
-    codes by request id."""
+def build_tasks(svc: Service, claim_id: str, *, photo_ids: list[str] | None = None
+                ) -> tuple[list[PhotoTask], dict[str, str]]:
+    """Tasks for the claim's photos that have no analysis yet (or the ``photo_ids`` to
+    analyse again), and the open evidence codes by request id."""
     with svc.db.read() as session:
         claim = session.get(Claim, claim_id)
         if claim is None:
@@ -215,8 +216,9 @@ def build_tasks(svc: Service, claim_id: str) -> tuple[list[PhotoTask], dict[str,
         order = session.get(Order, claim.order_id)
         assert order is not None
         refs = _references(session, svc, order)
+        wanted = ClaimPhoto.id.in_(photo_ids) if photo_ids else ClaimPhoto.analysis.is_(None)
         photos = session.execute(select(ClaimPhoto).where(
-            ClaimPhoto.claim_id == claim_id, ClaimPhoto.analysis.is_(None))
+            ClaimPhoto.claim_id == claim_id, wanted)
             .order_by(ClaimPhoto.position)).scalars().all()
         codes = {r.id: r.code for r in session.execute(select(EvidenceRequest).where(
             EvidenceRequest.claim_id == claim_id)).scalars()}
@@ -259,8 +261,8 @@ def store_results(svc: Service, session: Any, claim: Claim,
             photo.analysis = analysis
             photo.risk_score = analysis["risk"]["score"]
             photo.risk_level = analysis["risk"]["level"]
-            if result.get("mask_png"):
-                photo.mask_sha256 = svc.blobs.put(result["mask_png"])
+            photo.mask_sha256 = svc.blobs.put(result["mask_png"]) \
+                if result.get("mask_png") else None
             photo.matched_reference = result.get("matched_reference")
         photo.analyzed_at = utcnow()
 
@@ -280,13 +282,18 @@ def add_to_reuse_index(svc: Service, tasks: list[PhotoTask],
 
 
 def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
-    """The job: analyse, store, route — the last two in one transaction with the job."""
+    """The job: analyse, store, route — the last two in one transaction with the job.
+
+    A payload ``reanalyze`` (photo ids; new references arrived, e.g. video keyframes)
+    analyses those photos again and updates the claim's risk without routing it again."""
     from .workflow import mark_analyzing, route_after_analysis
 
     claim_id = ctx.claim_id
     assert claim_id is not None
-    mark_analyzing(svc, claim_id, actor=f"worker:{ctx.owner}")
-    tasks, _ = build_tasks(svc, claim_id)
+    redo = ctx.payload.get("reanalyze") or None
+    if not redo:
+        mark_analyzing(svc, claim_id, actor=f"worker:{ctx.owner}")
+    tasks, _ = build_tasks(svc, claim_id, photo_ids=redo)
     results = engine.map(tasks) if tasks else []
     add_to_reuse_index(svc, tasks, results)
     with svc.db.write() as session:
@@ -300,7 +307,8 @@ def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
                      data={"photos": [{"photo_id": r["photo_id"], "status": r["status"],
                                        "score": (r.get("analysis") or {}).get("risk", {})
                                        .get("score")} for r in results]})
-        route_after_analysis(svc, session, claim, role=ctx.payload.get("role", "claim"))
+        route_after_analysis(svc, session, claim, role=ctx.payload.get("role", "claim"),
+                             states=() if redo else ("analyzing",))
         ctx.complete(session)
     svc.wake_workers()
 

@@ -447,9 +447,14 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
                          data={"response_id": response.id, "files": [f["sha256"] for f in stored],
                                "text": text[:500]})
             emit(svc, session, "claim.merchant_responded", claim, {"response_id": response.id})
+            if videos:  # their keyframes become references (claims/keyframes.py)
+                enqueue(session, "extract_keyframes", claim_id=claim_id,
+                        payload={"response_id": response.id})
     except BaseException:
         _forget_blobs(svc, created)
         raise
+    if videos:
+        svc.wake_workers()
     return response
 
 
