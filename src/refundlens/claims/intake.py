@@ -292,7 +292,7 @@ def create_order(svc: Service, *, merchant_id: Any, buyer_id: Any, amount: Any,
     if shipped and delivered and delivered < shipped:
         raise InvalidInput(f"delivered_at: {delivered.isoformat()} is before shipped_at "
                            f"{shipped.isoformat()}", field="delivered_at")
-    currency = _text(currency or "CNY", field="currency", max_len=3).upper()
+    currency = _text(currency or "CNY", field="currency", max_len=20).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise InvalidInput(f"currency: got {currency!r}, expected an ISO 4217 code such as "
                            f"CNY", field="currency")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 __all__ = [
     "AppealCreate", "Created", "DecisionCreate", "EscalateCreate", "MerchantCreate",
@@ -49,7 +49,9 @@ class OrderCreate(_Body):
     merchant_id: str
     buyer_id: str = Field(description="The platform's buyer id; stored only as a keyed "
                                       "pseudonym.")
-    amount: str | float | int = Field(description="Order total, e.g. \"129.00\".")
+    # strict: JSON true is not an amount (lax mode would read it as 1)
+    amount: StrictStr | StrictFloat | StrictInt = Field(
+        description="Order total, e.g. \"129.00\".")
     currency: str = "CNY"
     items: list[dict[str, Any] | str] = Field(
         default_factory=list, description="[{\"sku\", \"name\", \"quantity\", \"price\"}]")
