@@ -28,6 +28,7 @@ from sqlalchemy import select
 from ..config import Settings
 from ..errors import RefundLensError
 from ..jobs import JobContext
+from ..store.blobs import BlobNotFound
 from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, Product, ReferencePhoto,
                             ShippingEvidence, utcnow)
 from .audit import append_event
@@ -227,6 +228,12 @@ def build_tasks(svc: Service, claim_id: str, *, photo_ids: list[str] | None = No
                    "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None}
         tasks = []
         for photo in photos:
+            if not svc.blobs.exists(photo.sha256):
+                # our store lost it, not the buyer's photo at fault: fail the job (retried,
+                # then the claim goes to a person) rather than record a bad photo for good
+                raise BlobNotFound(f"claim {claim_id}, photo {photo.id} ({photo.filename!r}): "
+                                   f"blob {photo.sha256} is not in the store at "
+                                   f"{svc.blobs.root}")
             ctx = {k: v for k, v in context.items() if v}
             code = codes.get(photo.evidence_request_id or "")
             if code:

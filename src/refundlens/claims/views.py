@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Text, and_, func, select
 
 from ..errors import InvalidInput, NotFound
+from ..reasons import REASONS
 from ..store.tables import (Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto, Decision,
                             EvidenceRequest, Merchant, MerchantResponse, Order, Product,
                             ReferencePhoto, utcnow)
@@ -147,9 +148,13 @@ def claim_detail(svc: Service, claim_id: str, *, merchant_scope: str | None = No
     }
 
 
+# NULLS LAST spelled out: PostgreSQL puts NULLs first in DESC, SQLite last; a claim whose
+# analysis failed (no score) or that has no deadline must sort the same on both.
 _SORTS = {
-    "deadline": (Claim.review_due_at.asc(), Claim.risk_score.desc(), Claim.id),
-    "risk": (Claim.risk_score.desc(), Claim.review_due_at.asc(), Claim.id),
+    "deadline": (Claim.review_due_at.asc().nulls_last(), Claim.risk_score.desc().nulls_last(),
+                 Claim.id),
+    "risk": (Claim.risk_score.desc().nulls_last(), Claim.review_due_at.asc().nulls_last(),
+             Claim.id),
     "created": (Claim.created_at.desc(), Claim.id),
 }
 
@@ -179,6 +184,9 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
     if min_age_hours is not None:
         conditions.append(Claim.created_at <= utcnow() - timedelta(hours=min_age_hours))
     if code:
+        if code not in REASONS:
+            raise InvalidInput(f"code: got {code!r}, expected a reason code from "
+                               f"docs/reasons.md such as REFERENCE_ALTERED", field="code")
         # claims with a photo whose findings name the code (JSON text search, both backends)
         photos = select(ClaimPhoto.claim_id).where(
             func.cast(ClaimPhoto.analysis, Text()).like(f'%"code": "{code}"%'))

@@ -21,7 +21,7 @@ from ..store.tables import (Appeal, Claim, ClaimPhoto, Decision, EvidenceRequest
                             MerchantResponse, utcnow)
 from .audit import append_event
 from .intake import Upload, _forget_blobs, _store_blobs, check_uploads, new_id
-from .policy import (BuyerHistory, EvidenceOutcome, RouteDecision, code_in_text,
+from .policy import (BuyerHistory, EvidenceOutcome, RouteDecision, RouteReason, code_in_text,
                      generate_one_time_code, route_claim)
 from .service import Service
 from .webhooks import emit
@@ -141,6 +141,11 @@ def route_after_analysis(svc: Service, session: Any, claim: Claim, *, role: str 
     evidence = _evidence_outcome(session, claim, photos, role)
     if claim.status not in states:
         return None
+    if risk is None:
+        # no photo could be analysed: there is no risk to route on (not "high, 100")
+        decision = analysis_failed(svc.policy)
+        apply_route(svc, session, claim, decision, actor=actor)
+        return decision
     history = buyer_history(session, claim.buyer, window_days=svc.policy.history_window_days,
                             exclude_claim=claim.id)
     decision = route_claim(svc.policy, level=claim.risk_level or "high",
@@ -152,15 +157,23 @@ def route_after_analysis(svc: Service, session: Any, claim: Claim, *, role: str 
     return decision
 
 
+def analysis_failed(policy: Any) -> RouteDecision:
+    """Review, because the photos could not be analysed (``ROUTE_ANALYSIS_FAILED``)."""
+    return RouteDecision("in_review", (RouteReason("ROUTE_ANALYSIS_FAILED"),),
+                         review_sla=timedelta(hours=policy.review_sla_hours),
+                         merchant_response=timedelta(hours=policy.merchant_response_hours))
+
+
 def apply_route(svc: Service, session: Any, claim: Claim, decision: RouteDecision, *,
-                actor: str) -> None:
+                actor: str, extra: dict[str, Any] | None = None) -> None:
     now = utcnow()
     claim.route = decision.route
     claim.route_reasons = [r.to_dict() for r in decision.reasons]
     data = {"route": decision.route, "reasons": [r.code for r in decision.reasons],
             "risk": {"score": claim.risk_score, "level": claim.risk_level}}
+    logged = {**data, **(extra or {})}  # the audit event's data; webhooks get ``data``
     if decision.route == "auto_approved":
-        _set_status(session, claim, "auto_approved", actor=actor, data=data)
+        _set_status(session, claim, "auto_approved", actor=actor, data=logged)
         event = append_event(session, actor=actor, action="decided", claim_id=claim.id,
                              data={"outcome": "approved", "kind": "policy",
                                    "reasons": [r.code for r in decision.reasons]})
@@ -169,17 +182,21 @@ def apply_route(svc: Service, session: Any, claim: Claim, decision: RouteDecisio
                              actor=actor, kind="policy", audit_hash=event.hash))
         claim.decided_at = now
         emit(svc, session, "claim.routed", claim, data)
-        emit(svc, session, "claim.decided", claim, {"outcome": "approved", "kind": "policy"})
+        emit(svc, session, "claim.decided", claim, {"outcome": "approved", "kind": "policy",
+                                                    "audit_hash": event.hash})
     elif decision.route == "evidence_requested":
         due = now + (decision.evidence_deadline or timedelta(hours=72))
-        _open_evidence_request(svc, session, claim, due=due, actor=actor, data=data)
+        _open_evidence_request(svc, session, claim, due=due, actor=actor, data=logged)
+        emit(svc, session, "claim.routed", claim, {**data, "evidence_due_at": due.isoformat()})
     else:
         claim.review_due_at = now + (decision.review_sla or timedelta(hours=24))
         if decision.merchant_response is not None:
             claim.merchant_response_due_at = now + decision.merchant_response
-        _set_status(session, claim, "in_review", actor=actor, data=data)
-        emit(svc, session, "claim.routed", claim, {**data, "review_due_at":
-                                                   claim.review_due_at.isoformat()})
+        _set_status(session, claim, "in_review", actor=actor, data=logged)
+        emit(svc, session, "claim.routed", claim, {
+            **data, "review_due_at": claim.review_due_at.isoformat(),
+            "merchant_response_due_at": claim.merchant_response_due_at.isoformat()
+            if claim.merchant_response_due_at else None})
 
 
 def _open_evidence_request(svc: Service, session: Any, claim: Claim, *, due: Any, actor: str,
@@ -207,17 +224,8 @@ def on_job_failed(svc: Service, ctx: JobContext, error: str) -> None:
         claim = session.get(Claim, ctx.claim_id)
         if claim is None or claim.status not in ("submitted", "analyzing"):
             return
-        claim.route = "in_review"
-        claim.route_reasons = [{"code": "ROUTE_ANALYSIS_FAILED",
-                                "message_en": "The photos could not be analysed; a person "
-                                              "must look at them.",
-                                "message_zh": "照片未能完成分析，需人工查看。", "params": {}}]
-        claim.review_due_at = utcnow() + timedelta(hours=svc.policy.review_sla_hours)
-        _set_status(session, claim, "in_review", actor="policy",
-                    data={"route": "in_review", "reasons": ["ROUTE_ANALYSIS_FAILED"],
-                          "error": error.splitlines()[0][:500]})
-        emit(svc, session, "claim.routed", claim, {"route": "in_review",
-                                                   "reasons": ["ROUTE_ANALYSIS_FAILED"]})
+        apply_route(svc, session, claim, analysis_failed(svc.policy), actor="policy",
+                    extra={"error": error.splitlines()[0][:500]})
 
 
 # --- evidence ----------------------------------------------------------------------------
