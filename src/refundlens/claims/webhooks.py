@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from ..errors import InvalidInput, NotFound
-from ..jobs import JobContext, enqueue
+from ..jobs import JobContext, enqueue, retry_delay
 from ..security import sign_webhook
 from ..store.tables import Claim, WebhookDelivery, WebhookEndpoint, utcnow
 from .service import Service
@@ -137,4 +137,6 @@ def handle_deliver_webhook(svc: Service, ctx: JobContext) -> None:
         delivery.last_error = error or f"HTTP {status}"
         if last:
             delivery.status = "failed"
+        else:  # when the job queue will try again (jobs._fail backs off the same way)
+            delivery.next_attempt_at = utcnow() + retry_delay(ctx.attempts)
     raise RuntimeError(f"webhook {delivery_id} to {url}: {error or f'HTTP {status}'}")
