@@ -154,6 +154,17 @@ def test_truncated_file(fmt):
         load_photo(data[: len(data) // 2], name=f"cut.{fmt.lower()}")
 
 
+def test_truncated_file_is_refused_after_weasyprint_is_imported():
+    """WeasyPrint flips Pillow's global LOAD_TRUNCATED_IMAGES on import; the PDF report
+    puts it back, so a truncated upload is still refused in a process that made a PDF."""
+    from refundlens.reports.pdf import _weasyprint
+
+    _weasyprint()
+    data = encode(textured_rgb(256, 256), "JPEG", quality=90)
+    with pytest.raises(CorruptPhotoError, match="truncated|damaged"):
+        load_photo(data[: len(data) // 2], name="cut.jpg")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CorruptPhotoError, match="not found"):
         load_photo(tmp_path / "nope.jpg")

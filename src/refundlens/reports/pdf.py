@@ -551,6 +551,13 @@ def _css_string(value: Any) -> Markup:
 
 
 def _weasyprint() -> Any:
+    from PIL import ImageFile
+
+    # WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES = True when imported, which
+    # would make load_photo accept truncated uploads as whole photos anywhere in the
+    # process. We hand WeasyPrint only complete images we encoded ourselves, so put the
+    # flag back.
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         import weasyprint
     except ImportError as exc:
@@ -563,6 +570,8 @@ def _weasyprint() -> Any:
             "WeasyPrint is installed but a system library it loads is missing; install the "
             f"Debian packages libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0: {exc}"
         ) from exc
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     return weasyprint
 
 
