@@ -151,4 +151,7 @@ def verify_chain(session: Session) -> AuditReport:
             expected, "truncated", f"the chain head records {head.seq} events ending in "
             f"{head.hash[:12]}…, but the chain ends at event {expected - 1}: events at the "
             f"end were deleted, or the head was changed"))
+    # by position in the chain: an insertion is found at the event after it (whose renumbered
+    # seq also reads as an edit), but the first bad event is the inserted one
+    report.problems.sort(key=lambda p: p.seq)
     return report
