@@ -17,6 +17,7 @@ from .. import __version__
 from ..claims.service import Service, open_service
 from ..config import Settings
 from .api import router
+from .console import install_console
 from .deps import KeyCache, RateLimiter
 from .errors import install_error_handlers
 
@@ -30,13 +31,16 @@ def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False
     the light jobs (webhook deliveries, evidence deadlines) so they never wait behind
     photos. Returns what to stop."""
     from ..claims.analyzer import default_engine, handle_analyze_claim
+    from ..claims.keyframes import handle_extract_keyframes
     from ..claims.webhooks import handle_deliver_webhook
     from ..claims.workflow import expire_evidence, on_job_failed
     from ..jobs import Worker
 
     engine = default_engine(svc, inline=inline)
     analysis = Worker(svc.db, {"analyze_claim": lambda ctx: handle_analyze_claim(svc, engine,
-                                                                                 ctx)},
+                                                                                 ctx),
+                               "extract_keyframes": lambda ctx: handle_extract_keyframes(svc,
+                                                                                         ctx)},
                       threads=max(1, analysis_processes), lease_s=svc.settings.job_lease_s,
                       on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
     light = Worker(svc.db, {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
@@ -84,4 +88,5 @@ def create_app(settings: Settings, *, service: Service | None = None,
     app.state.rate_limiter = RateLimiter(settings.intake_rate)
     install_error_handlers(app)
     app.include_router(router)
+    install_console(app)
     return app
