@@ -2,9 +2,11 @@
 
 Exit codes (also in ``refundlens --help`` and docs/cli.md):
 
-    0  every input was analysed
+    0  success (scan, batch: every input was analysed)
     1  an unexpected internal failure (a bug: please report it)
-    2  usage or configuration error (bad option, missing input file, bad setting)
+    2  usage or configuration error: a bad option or value (e.g. a merchant key without
+       --merchant, an unknown key id or merchant), a missing input file, a bad setting,
+       a database that cannot be reached or needs `refundlens db upgrade`
     3  the run finished, but one or more inputs could not be analysed (each has an
        error entry in the output saying why)
     4  `audit verify` found the audit chain edited, with events inserted or deleted
@@ -20,15 +22,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import ConfigError, RefundLensError
+from .errors import ConfigError, RefundLensError, RequestError
 
 __all__ = ["EXIT_CODES", "main"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT_ERRORS, EXIT_AUDIT = 0, 1, 2, 3, 4
 EXIT_CODES = {
-    EXIT_OK: "every input was analysed",
+    EXIT_OK: "success (scan, batch: every input was analysed)",
     EXIT_INTERNAL: "unexpected internal failure",
-    EXIT_USAGE: "usage or configuration error",
+    EXIT_USAGE: "usage or configuration error: a bad option or value (e.g. a merchant key "
+                "without --merchant, an unknown key id or merchant), a missing input file, a "
+                "bad setting, a database that cannot be reached or needs `refundlens db "
+                "upgrade`",
     EXIT_INPUT_ERRORS: "finished, but one or more inputs could not be analysed",
     EXIT_AUDIT: "audit verify: the audit chain was edited, or events inserted or deleted",
 }
@@ -147,12 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return _COMMANDS[args.command](args)
-    except ConfigError as exc:
-        print(f"refundlens: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except RefundLensError as exc:
         print(f"refundlens: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERRORS
+        return EXIT_USAGE if _is_usage_error(exc) else EXIT_INPUT_ERRORS
     except KeyboardInterrupt:
         print("refundlens: interrupted", file=sys.stderr)
         return 130
@@ -161,6 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("refundlens: internal error (a bug): please report the traceback above",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _is_usage_error(exc: RefundLensError) -> bool:
+    """A bad setting, or a value given on the command line the service refused (a bad
+    --role or --merchant, an unknown key id: a ``RequestError``), or a database that is
+    unreachable or not upgraded: exit 2, not 3 (an input that could not be analysed)."""
+    if isinstance(exc, (ConfigError, RequestError)):
+        return True
+    store_db = sys.modules.get("refundlens.store.db")  # not imported: not its error
+    return store_db is not None and isinstance(exc, store_db.DatabaseError)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -254,11 +266,17 @@ def _cmd_reasons(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _service(migrate: bool = False) -> Any:
+def _service(*, migrate_embedded: bool = False) -> Any:
+    """The service over the configured database; ``migrate_embedded`` upgrades the embedded
+    SQLite default first, as ``serve`` does (PostgreSQL is upgraded on purpose, with
+    `refundlens db upgrade`)."""
     from .claims.service import open_service
     from .config import load_settings
 
-    return open_service(load_settings(), migrate=migrate)
+    settings = load_settings()
+    if migrate_embedded:
+        return _service_for_serve(settings)
+    return open_service(settings)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -319,7 +337,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_keys(args: argparse.Namespace) -> int:
     from .claims import access
 
-    svc = _service(migrate=True)
+    svc = _service(migrate_embedded=True)
     try:
         if args.keys_command == "create":
             row, token = access.create_key(svc, role=args.role, merchant_id=args.merchant,
@@ -344,7 +362,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 def _cmd_users(args: argparse.Namespace) -> int:
     from .claims import access
 
-    svc = _service(migrate=True)
+    svc = _service(migrate_embedded=True)
     try:
         user = access.create_user(svc, username=args.username, password=args.password,
                                   role=args.role, merchant_id=args.merchant)
