@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidInput, NotFound, PhotoError
 from ..imaging import PhotoInfo, probe_photo
 from ..jobs import enqueue
-from ..store.tables import (Claim, ClaimPhoto, IdempotencyRecord, Merchant, Order, Product,
-                            ReferencePhoto, ShippingEvidence)
+from ..store.tables import (Claim, ClaimPhoto, IdempotencyRecord, Merchant, MerchantResponse,
+                            Order, Product, ReferencePhoto, ShippingEvidence)
 from .audit import append_event
 from .service import Service
 from .webhooks import emit
@@ -166,6 +166,12 @@ def _forget_blobs(svc: Service, created: Sequence[str]) -> None:
                                     .where(ReferencePhoto.sha256.in_(created))).scalars())
         used |= set(session.execute(select(ShippingEvidence.sha256)
                                     .where(ShippingEvidence.sha256.in_(created))).scalars())
+        for sha in set(created) - used:
+            # merchant responses keep their files in a JSON list (photos and videos)
+            if session.execute(select(MerchantResponse.id).where(
+                    func.cast(MerchantResponse.files, Text()).like(f"%{sha}%")).limit(1)
+                    ).first():
+                used.add(sha)
     for sha in set(created) - used:
         svc.blobs.path(sha).unlink(missing_ok=True)
 

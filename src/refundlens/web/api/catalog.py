@@ -44,7 +44,7 @@ async def add_reference(product_id: str, request: Request, who: Caller = Depends
                         ) -> Created:
     """Add a listing photo (form field ``file``) to a product."""
     who.require("admin", "intake", "merchant")
-    _, files = await read_form(request, max_files=1)
+    _, files = await read_form(request, max_files=1, field="file")
     upload = single(files, "file")
     ref = await run_in_threadpool(intake.add_reference, request.app.state.service, product_id,
                                   upload, actor=who.actor, merchant_scope=who.merchant_scope)
@@ -71,7 +71,7 @@ async def add_shipping_evidence(order_id: str, request: Request,
                                 who: Caller = Depends(caller)) -> Created:
     """Add a packing or shipping photo (form field ``file``) to an order."""
     who.require("admin", "intake", "merchant")
-    _, files = await read_form(request, max_files=1)
+    _, files = await read_form(request, max_files=1, field="file")
     row = await run_in_threadpool(intake.add_shipping_evidence, request.app.state.service,
                                   order_id, single(files, "file"), actor=who.actor,
                                   merchant_scope=who.merchant_scope)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ...claims import intake, views, workflow
 from ...claims.access import Caller
 from ...claims.service import Service
-from ...errors import NotFound
+from ...errors import InvalidInput, NotFound
 from ..deps import caller, service
 from ..schemas import (AppealCreate, ClaimAccepted, DecisionCreate, EscalateCreate,
                        EvidenceRequestCreate, NoteCreate)
@@ -27,6 +27,10 @@ _PHOTOS_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "reason": {"type": "string"},
         "amount": {"type": "string", "example": "129.00"},
         "photos": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+
+
+#: the text fields of a claim form (a misspelt one is refused, not silently dropped)
+_CLAIM_FIELDS = ("order_id", "type", "reason", "amount")
 
 
 def _visible(svc: Service, who: Caller, claim_id: str) -> None:
@@ -49,12 +53,16 @@ async def create_claim(request: Request, who: Caller = Depends(caller)) -> Any:
     who.require("admin", "intake")
     request.app.state.rate_limiter.check(who.key_id)
     svc: Service = request.app.state.service
-    fields, files = await read_form(request, max_files=svc.settings.max_photos_per_claim)
+    fields, files = await read_form(request, max_files=svc.settings.max_photos_per_claim,
+                                    field="photos")
     unknown = sorted(set(files) - {"photos"})
     if unknown:
-        from ...errors import InvalidInput
-
         raise InvalidInput(f"{unknown[0]}: unexpected file field; photos go in 'photos'",
+                           field=unknown[0])
+    unknown = sorted(set(fields) - set(_CLAIM_FIELDS))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: unknown form field; accepted: "
+                           f"{', '.join(_CLAIM_FIELDS)} and files in 'photos'",
                            field=unknown[0])
     claim, created = await run_in_threadpool(
         intake.create_claim, svc, order_id=fields.get("order_id"), type=fields.get("type"),
@@ -126,7 +134,8 @@ async def submit_evidence(claim_id: str, request: Request,
     """The buyer's new photos for the open evidence request (with the code on paper)."""
     who.require("admin", "intake")
     svc: Service = request.app.state.service
-    _, files = await read_form(request, max_files=svc.settings.max_photos_per_claim)
+    _, files = await read_form(request, max_files=svc.settings.max_photos_per_claim,
+                               field="photos")
     req = await run_in_threadpool(workflow.submit_evidence, svc, claim_id,
                                   files.get("photos", []), actor=who.actor)
     return {"evidence_request_id": req.id, "status": "analyzing"}
@@ -154,7 +163,8 @@ async def merchant_response(claim_id: str, request: Request,
     who.require("merchant", "admin")
     svc: Service = request.app.state.service
     _visible(svc, who, claim_id)
-    fields, files = await read_form(request, max_files=svc.settings.max_photos_per_claim)
+    fields, files = await read_form(request, max_files=svc.settings.max_photos_per_claim,
+                                    field="files")
     merchant_id = who.merchant_id or intake.merchant_of(svc, "claim", claim_id)
     row = await run_in_threadpool(workflow.add_merchant_response, svc, claim_id,
                                   merchant_id=merchant_id, text=fields.get("text"),

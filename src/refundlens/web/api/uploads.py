@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import Message
 
 from ...claims.intake import Upload
 from ...errors import InvalidInput, RequestError
@@ -24,34 +26,61 @@ class UnsupportedMediaType(RequestError):
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-async def read_form(request: Request, *, max_files: int) -> tuple[dict[str, str], dict[str, list[Upload]]]:
+async def read_form(request: Request, *, max_files: int, field: str | None = None
+                    ) -> tuple[dict[str, str], dict[str, list[Upload]]]:
     """The form's text fields and its files by field name.
 
+    The body is bounded while it arrives (``max_files`` files of at most ``max_bytes``
+    each, plus 1 MiB for the fields), whether or not it declares its length, so a chunked
+    upload cannot fill the disk or memory. ``field`` names the file field in messages.
+
     Raises:
-        PayloadTooLarge: the declared body is larger than ``max_files`` photos can be.
+        PayloadTooLarge: the body is larger than ``max_files`` photos can be.
         UnsupportedMediaType: not a form (multipart, or url-encoded for text-only forms).
+        InvalidInput: more files than ``max_files`` (+1, so the caller can say how many).
     """
     settings = request.app.state.service.settings
     limit = settings.max_bytes * max_files + 1024 * 1024
+    too_large = (f"request body larger than {limit} bytes: at most {max_files} "
+                 f"file(s) of {settings.max_bytes} bytes each are accepted")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {int(declared)} bytes is larger than "
-                              f"{max_files} photos of at most {settings.max_bytes} bytes")
+        raise PayloadTooLarge(f"{too_large} (declared {int(declared)} bytes)")
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in _FORM_TYPES:
         raise UnsupportedMediaType(
             f"content-type: got {content_type.split(';')[0] or 'none'!r}, expected "
             f"multipart/form-data (fields and files)", field="content-type")
-    form = await request.form(max_files=max_files + 1, max_fields=100)
+    received = 0
+
+    async def bounded_receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise PayloadTooLarge(too_large)
+        return message
+
+    bounded = Request(request.scope, bounded_receive)
+    try:
+        form = await bounded.form(max_files=max_files + 1, max_fields=100)
+    except HTTPException as exc:
+        if exc.status_code == 400 and "Too many files" in str(exc.detail):
+            name = field or "files"
+            raise InvalidInput(f"{name}: more than {max_files + 1} files, the limit is "
+                               f"{max_files}", field=field) from None
+        raise
     fields: dict[str, str] = {}
     files: dict[str, list[Upload]] = {}
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            data = await value.read()
-            files.setdefault(name, []).append(Upload(data, value.filename or "", name))
-        else:
-            fields[name] = str(value)
-    await form.close()
+    try:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                files.setdefault(name, []).append(Upload(data, value.filename or "", name))
+            else:
+                fields[name] = str(value)
+    finally:
+        await form.close()
     return fields, files
 
 
