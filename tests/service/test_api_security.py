@@ -348,4 +348,12 @@ def test_a_merchant_cannot_touch_another_merchants_catalogue(client, shops):
     _error(client.post("/api/v1/orders", json={"merchant_id": b["merchant_id"],
                                                "buyer_id": "x", "amount": "1.00"},
                        headers=a["key"]), 404, "not_found", field="merchant_id")
+    # nor read it
+    _error(client.get(f"/api/v1/merchants/{b['merchant_id']}", headers=a["key"]),
+           404, "not_found", field="merchant_id")
+    _error(client.get(f"/api/v1/products/{b['product_id']}", headers=a["key"]),
+           404, "not_found", field="product_id")
+    _error(client.get(f"/api/v1/orders/{b['order_id']}", headers=a["key"]),
+           404, "not_found", field="order_id")
+    assert client.get(f"/api/v1/orders/{a['order_id']}", headers=a["key"]).status_code == 200
 
