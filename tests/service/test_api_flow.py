@@ -117,3 +117,23 @@ def test_the_evidence_report_pdf_is_served(client, keys, run_jobs):
     other = client.post("/api/v1/merchants", json={"name": "x"}, headers=keys.admin).json()
     assert client.get(f"/api/v1/claims/{claim['id']}/report.pdf",
                       headers=keys.merchant(other["id"])).status_code == 404
+
+
+def test_a_merchant_sees_reuse_but_not_another_merchants_claim(client, keys, run_jobs):
+    photo = jpeg(textured_rgb(640, 480, seed=21), 90)
+    first = setup_catalog(client, keys, jpeg(textured_rgb(640, 480, seed=4), 92))
+    second = setup_catalog(client, keys, jpeg(textured_rgb(640, 480, seed=5), 92))
+    one = file_claim(client, keys, first["order_id"], [photo]).json()
+    run_jobs()
+    two = file_claim(client, keys, second["order_id"], [photo]).json()
+    run_jobs()
+
+    def reuse(headers: dict[str, str]) -> dict[str, Any]:
+        detail = client.get(f"/api/v1/claims/{two['id']}", headers=headers).json()
+        return next(f for f in detail["photos"][0]["findings"] if f["code"] == "REUSED_PHOTO")
+
+    assert reuse(keys.reviewer)["details"]["other_meta"]["claim_id"] == one["id"]
+    seen = client.get(f"/api/v1/claims/{two['id']}",
+                      headers=keys.merchant(second["merchant_id"])).text
+    assert "REUSED_PHOTO" in seen and one["id"] not in seen
+    assert first["merchant_id"] not in seen

@@ -81,7 +81,7 @@ def claim_detail(svc: Service, claim_id: str, *, merchant_scope: str | None = No
             if skus else {}
 
     def photo_view(p: ClaimPhoto) -> dict[str, Any]:
-        analysis = p.analysis
+        analysis = _redacted(p.analysis, merchant_scope) if merchant_scope else p.analysis
         matched = None
         if p.matched_reference:
             ref = references.get(p.matched_reference.get("id") or "")
@@ -150,6 +150,22 @@ def claim_detail(svc: Service, claim_id: str, *, merchant_scope: str | None = No
 
 # NULLS LAST spelled out: PostgreSQL puts NULLs first in DESC, SQLite last; a claim whose
 # analysis failed (no score) or that has no deadline must sort the same on both.
+def _redacted(value: Any, merchant: str) -> Any:
+    """A merchant sees that its claim's photo was reused elsewhere, not whose claim it was:
+    reuse matches (``other``/``other_meta`` and ``also`` entries with ``key``/``meta``) of
+    another merchant's photos lose their claim, photo and buyer ids."""
+    if isinstance(value, list):
+        return [_redacted(v, merchant) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _redacted(v, merchant) for k, v in value.items()}
+    for key, meta in (("other", "other_meta"), ("key", "meta")):
+        if isinstance(out.get(meta), dict) and out[meta].get("merchant_id") != merchant:
+            out[key] = "(another merchant's claim)"
+            out[meta] = {"merchant": "other"}
+    return out
+
+
 _SORTS = {
     "deadline": (Claim.review_due_at.asc().nulls_last(), Claim.risk_score.desc().nulls_last(),
                  Claim.id),

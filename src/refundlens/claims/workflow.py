@@ -375,6 +375,9 @@ def escalate(svc: Service, claim_id: str, *, reason: str, actor: str) -> Claim:
         claim.route = "in_review"
         claim.review_due_at = claim.review_due_at or \
             utcnow() + timedelta(hours=svc.policy.review_sla_hours)
+        # in review, the merchant gets its window to answer, as on a routed claim
+        claim.merchant_response_due_at = claim.merchant_response_due_at or \
+            utcnow() + timedelta(hours=svc.policy.merchant_response_hours)
         if claim.status == "in_review":
             append_event(session, actor=actor, action="escalated", claim_id=claim.id,
                          data={"reason": (reason or "")[:MAX_TEXT]})
@@ -403,6 +406,10 @@ VIDEO_TYPES = {"video/mp4", "video/quicktime", "video/webm"}
 
 def _sniff_video(data: bytes) -> str | None:
     if len(data) >= 12 and data[4:8] == b"ftyp":
+        from ..imaging import sniff_format
+
+        if sniff_format(data) is not None:  # HEIC/AVIF photos are ISO-BMFF ("ftyp") too
+            return None
         return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "video/webm"
