@@ -531,7 +531,8 @@ def test_an_auto_approved_claim_can_be_escalated_to_review(client, keys, run_job
     assert escalated.json()["status"] == "in_review"
     body = detail(client, keys, claim_id)
     assert body["status"] == "in_review" and body["escalated"] is True
-    assert body["review_due_at"] is not None
+    assert 71.9 < hours_from_now(body["review_due_at"]) <= 72
+    assert 47.9 < hours_from_now(body["merchant_response_due_at"]) <= 48
     run_jobs()  # the webhook deliveries
     assert hooks.events("claim.escalated", claim_id)
     assert claim_id in [c["id"] for c in client.get(
