@@ -5,7 +5,7 @@ video into references the claim photos are compared with again."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np

@@ -157,8 +157,13 @@ def test_pages_need_a_session_and_send_you_back_after_signing_in(client, world):
                  f"/console/claims/{claim}/report.pdf"):
         assert client.get(path, follow_redirects=False).status_code == 303, path
     posted = client.post(f"/console/claims/{claim}/approve", data={},
-                         follow_redirects=False)
-    assert posted.status_code == 401
+                         headers={"Referer": f"http://testserver/console/claims/{claim}"},
+                         follow_redirects=False)  # a form sent after the session ended
+    assert posted.status_code == 303
+    assert posted.headers["location"] == away.headers["location"]
+    fetched = client.post(f"/console/claims/{claim}/notes", data={"text": "x"},
+                          headers={"Accept": "application/json"})
+    assert fetched.status_code == 401 and fetched.json()["error"]["code"] == "unauthorized"
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -540,3 +545,19 @@ def test_contrast_of_the_palette_meets_wcag_aa():
     low = {f"{fg} on {bg}": round(ratio(fg, bg), 2) for fg, bg in pairs
            if ratio(fg, bg) < 4.5}
     assert low == {}
+
+
+def test_a_claim_not_analysed_yet_or_unreadable_still_has_a_page(svc, client, keys, world):
+    from refundlens.store.tables import ClaimPhoto
+
+    pending = _claim(client, keys, world["a"], jpeg(textured_rgb(320, 240, seed=40)), "b-9")
+    _signed_in(client, "rev")
+    page = client.get(f"/console/claims/{pending}")
+    assert page.status_code == 200 and "尚未分析完成" in page.text
+    with svc.db.write() as session:
+        session.execute(update(ClaimPhoto).where(ClaimPhoto.claim_id == pending).values(
+            analysis={"status": "error", "error": {"code": "corrupt_photo",
+                                                   "message": "truncated JPEG"},
+                      "findings": [], "risk": None}))
+    page = client.get(f"/console/claims/{pending}?lang=en")
+    assert page.status_code == 200 and "Analysis failed: truncated JPEG" in page.text

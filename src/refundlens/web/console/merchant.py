@@ -109,9 +109,11 @@ async def respond(request: Request, claim_id: str) -> Response:
     except RequestError as exc:
         if exc.status == 404:
             raise
-        return await run_in_threadpool(lambda: merchant_page(
-            ctx, claim_id, error=str(exc), status=exc.status, text=text))
-    return see_other(ctx, f"/console/claims/{claim_id}?done=response")
+        error, status = str(exc), exc.status
+    else:
+        return see_other(ctx, f"/console/claims/{claim_id}?done=response")
+    return await run_in_threadpool(lambda: merchant_page(ctx, claim_id, error=error,
+                                                         status=status, text=text))
 
 
 # --- products and reference photos -----------------------------------------------------------
@@ -184,6 +186,7 @@ async def add_reference(request: Request, product_id: str) -> Response:
     except NotFound:
         raise
     except RequestError as exc:
-        return await run_in_threadpool(lambda: products_page(ctx, error=str(exc),
-                                                             status=exc.status))
-    return see_other(ctx, "/console/products?done=reference")
+        error, status = str(exc), exc.status
+    else:
+        return see_other(ctx, "/console/products?done=reference")
+    return await run_in_threadpool(lambda: products_page(ctx, error=error, status=status))

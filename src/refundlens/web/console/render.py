@@ -8,9 +8,10 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Coroutine
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from ...claims.service import Service
 from ...errors import InvalidInput, PermissionDenied, RefundLensError, RequestError
 from ...reasons import REASONS
+from ...store.tables import utcnow
 from .i18n import LANGS, TEXT, format_duration, format_time, translator
 from .sessions import (COOKIE, COOKIE_PATH, LANG_COOKIE, SignedIn, csrf_matches,
                        resume_session, set_language)
@@ -98,10 +100,6 @@ class Ctx:
 
     def sla(self, due: str | None, *, near_hours: float = 2.0) -> dict[str, str]:
         """A deadline's countdown text and class (``sla-overdue``, ``sla-near``, ``sla-ok``)."""
-        from datetime import datetime
-
-        from ...store.tables import utcnow
-
         near = f"{near_hours:g}"
         if not due:
             return {"text": self.t("sla_none"), "cls": "sla-none", "due": "", "near": near}
@@ -112,10 +110,6 @@ class Ctx:
                     "near": near}
         cls = "sla-near" if left < near_hours * 3600 else "sla-ok"
         return {"text": self.t("sla_left", t=span), "cls": cls, "due": due, "near": near}
-
-
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def context(request: Request) -> Ctx:
@@ -204,12 +198,18 @@ def error_page(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status", 500)
     code = getattr(exc, "code", "internal_error")
     if isinstance(exc, NotSignedIn):
-        if _wants_json(request) or request.method != "GET":
+        if _wants_json(request):
             return JSONResponse({"error": {"code": code, "message": str(exc), "field": None}},
                                 status_code=401)
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/console/login?{urlencode({'next': target})}",
-                                status_code=303)
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        else:  # a form sent after the session ended: back to the page it was sent from
+            referer = urlsplit(request.headers.get("referer", ""))
+            same_site = referer.netloc in ("", request.url.netloc)
+            target = referer.path + (f"?{referer.query}" if referer.query else "") \
+                if same_site and referer.path.startswith("/console/") else ""
+        query = f"?{urlencode({'next': target})}" if target else ""
+        return RedirectResponse(f"/console/login{query}", status_code=303)
     if _wants_json(request):
         return JSONResponse({"error": {"code": code, "message": str(exc),
                                        "field": getattr(exc, "field", None)}},
