@@ -122,7 +122,8 @@ def render_policy() -> str:
                      f"{spec.template_zh} |")
     lines += ["", "## One-time evidence code", "",
               f"{CODE_LENGTH} characters from `{CODE_ALPHABET}`, which leaves out 0 O Q D, 1 I L, "
-              f"2 Z, 5 S, 8 B, G and U V, so a handwritten code reads back unambiguously. OCR text "
+              f"2 Z, 5 S, 8 B, G, U V and J, with no character twice in a row, so a handwritten "
+              f"code reads back unambiguously. OCR text "
               f"matches ignoring case, width, spaces and punctuation between characters, and "
               f"maps misreadings onto characters outside the alphabet back (q, g → 9; b, G → "
               f"6)."]

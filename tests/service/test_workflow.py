@@ -335,19 +335,20 @@ def test_evidence_with_the_code_is_read_and_the_claim_routed_again(client, keys,
     assert all(p["status"] == "ok" for p in body["photos"])
     assert any(code in "".join(p["analysis"].get("text_read") or []).replace(" ", "")
                for p in evidence)
-    # routed again with everything seen: the first photo still predates delivery, so the
-    # claim stays medium; its one evidence round is used, so a person decides
+    # routed again with everything seen: the claim's risk stays the first photo's (medium:
+    # it predates delivery), but the route follows the fresh photos that carry the code —
+    # the proof that was asked for — so the answered claim is approved
     assert body["risk"]["level"] == "medium"
-    assert body["status"] == "in_review" and body["route"] == "in_review"
+    assert body["status"] == "auto_approved" and body["route"] == "auto_approved"
     codes = reason_codes(body)
-    assert codes[0] == "ROUTE_EVIDENCE_ROUNDS_EXHAUSTED" and "ROUTE_EVIDENCE_CODE_FOUND" in codes
+    assert codes[0] == "ROUTE_LOW_RISK" and "ROUTE_EVIDENCE_CODE_FOUND" in codes
     assert "ROUTE_EVIDENCE_CODE_MISSING" not in codes
-    assert body["deadlines"]["review_due_at"] is not None
+    assert body["decisions"][0]["kind"] == "policy"
     actions = [e["action"] for e in body["timeline"]]
     assert actions.count("analysis_completed") == 2 and "evidence_submitted" in actions
     assert hooks.events("claim.evidence_submitted", claim_id)
     assert [e["data"]["route"] for e in hooks.events("claim.routed", claim_id)] == \
-        ["evidence_requested", "in_review"]
+        ["evidence_requested", "auto_approved"]
     # the round is over: no second submission
     again = submit_evidence(client, keys, claim_id, [with_code(code, seed=23)])
     assert again.status_code == 409 and again.json()["error"]["field"] == "claim_id"

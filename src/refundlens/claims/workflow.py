@@ -148,8 +148,19 @@ def route_after_analysis(svc: Service, session: Any, claim: Claim, *, role: str 
         return decision
     history = buyer_history(session, claim.buyer, window_days=svc.policy.history_window_days,
                             exclude_claim=claim.id)
-    decision = route_claim(svc.policy, level=claim.risk_level or "high",
-                           score=claim.risk_score if claim.risk_score is not None else 100,
+    level, score = risk["level"], risk["score"]
+    if evidence is not None and evidence.code_found:
+        # The buyer answered with fresh photos that carry the one-time code: the level to
+        # route on is theirs — they are the proof asked for, and supersede the weak or
+        # moderate signals that asked for it. Every code seen on any photo still counts,
+        # so a conclusive or strong finding on the first photo still forces review.
+        latest = max((p for p in photos if p.evidence_request_id), default=None,
+                     key=lambda p: p.created_at)
+        answered, _, _ = _claim_risk([p for p in photos if latest is not None and
+                                      p.evidence_request_id == latest.evidence_request_id])
+        if answered is not None:
+            level, score = answered["level"], answered["score"]
+    decision = route_claim(svc.policy, level=level, score=score,
                            codes=codes, amount=Decimal(claim.amount_cents) / 100,
                            history=history, detector_errors=errors or risk is None,
                            evidence=evidence)
