@@ -80,7 +80,7 @@ def emit(svc: Service, session: Any, event: str, claim: Claim,
                 "claim": {"id": claim.id, "status": claim.status, "route": claim.route,
                           "merchant_id": claim.merchant_id, "order_id": claim.order_id,
                           "risk": {"score": claim.risk_score, "level": claim.risk_level}},
-                "data": data or {}}
+                "data": _for(endpoint, data or {})}
         if svc.settings.public_url:
             body["claim"]["url"] = f"{svc.settings.public_url.rstrip('/')}/api/v1/claims/{claim.id}"
         session.add(WebhookDelivery(id=delivery_id, endpoint_id=endpoint.id, event=event,
@@ -93,6 +93,24 @@ def emit(svc: Service, session: Any, event: str, claim: Claim,
     return count
 
 
+def _for(endpoint: WebhookEndpoint, data: dict[str, Any]) -> dict[str, Any]:
+    """A merchant's endpoint is not told the buyer's one-time evidence code."""
+    if endpoint.merchant_id and "code" in data:
+        return {k: v for k, v in data.items() if k != "code"}
+    return data
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib would re-send a POST as a GET
+    without the body and report the target's 200."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def deliver(url: str, secret: str, delivery_id: str, event: str, body: bytes) -> int:
     """POST once; returns the HTTP status. Raises on a network error."""
     request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -103,7 +121,7 @@ def deliver(url: str, secret: str, delivery_id: str, event: str, body: bytes) ->
         "X-RefundLens-Signature": sign_webhook(secret, body),
     })
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=TIMEOUT_S) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
