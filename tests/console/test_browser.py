@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import jpeg, textured_rgb
-from support import CHROMIUM, PASSWORD, LiveServer, forge, save_screenshot, stain
+from console_support import CHROMIUM, PASSWORD, LiveServer, forge, save_screenshot, stain
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

@@ -27,7 +27,7 @@ from refundlens.store.tables import (Claim, ConsoleSession, Job, MerchantRespons
                                      ShippingEvidence, User, WebhookDelivery, utcnow)
 from refundlens.web.console.i18n import TEXT
 from refundlens.web.console.sessions import COOKIE
-from support import PASSWORD, csrf_of, forge, sign_in, stain
+from console_support import PASSWORD, csrf_of, forge, sign_in, stain
 
 
 # --- a small world: two merchants, analysed claims, console users ----------------------------
