@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 # Debian packages the project needs: a CJK font (rendering and OCR tests of Chinese marks);
 # PostgreSQL (the test suite runs the service against a real one it starts itself);
 # WeasyPrint's Pango and HarfBuzz subsetting (CJK PDFs in 0.1 s, not 8 s); poppler-utils
-# (the PDF tests read the reports back with pdftotext/pdftoppm).
+# (the PDF tests read the reports back with pdftotext/pdftoppm); Chromium (the console's
+# browser tests drive it with Playwright; no browser is downloaded).
 DEB_PACKAGES := fonts-wqy-microhei postgresql libpango-1.0-0 libpangoft2-1.0-0 \
-	libharfbuzz-subset0 poppler-utils
+	libharfbuzz-subset0 poppler-utils chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs demo serve test bench clean docs

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from refundlens.claims.access import create_key
 from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
+from refundlens.claims.keyframes import handle_extract_keyframes
 from refundlens.claims.service import Service, open_service
 from refundlens.claims.webhooks import handle_deliver_webhook
 from refundlens.claims.workflow import expire_evidence, on_job_failed
@@ -82,7 +83,8 @@ def run_jobs(svc: Service) -> Callable[[], int]:
     worker = Worker(svc.db, {
         "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
         "deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
-        "expire_evidence": lambda ctx: expire_evidence(svc, ctx)},
+        "expire_evidence": lambda ctx: expire_evidence(svc, ctx),
+        "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)},
         on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
     return worker.run_until_idle
 

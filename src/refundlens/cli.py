@@ -293,8 +293,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         print(seed_demo(svc), flush=True)
     app = create_app(settings, service=svc)
-    print(f"RefundLens serving on http://{args.host}:{args.port} (API /api/v1, OpenAPI "
-          f"/docs); data in {settings.data_dir}", flush=True)
+    print(f"RefundLens serving on http://{args.host}:{args.port}: review console /console, "
+          f"API /api/v1, OpenAPI /docs; data in {settings.data_dir}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     svc.close()
     return EXIT_OK
