@@ -19,13 +19,17 @@ from .service import Service
 __all__ = ["DEMO_MERCHANT", "seed_demo"]
 
 DEMO_MERCHANT = "RefundLens 演示旗舰店 (demo store)"
+#: Demo console users' password: a demo on a laptop, printed at start; never use --demo on
+#: a deployment that holds real claims.
+DEMO_PASSWORD = "refundlens-demo"
 
 
 def seed_demo(svc: Service) -> str:
     """Seed the demo data; returns one line saying what was done."""
     with svc.db.read() as session:
         if session.execute(select(Merchant).where(Merchant.name == DEMO_MERCHANT)).first():
-            return "demo data already seeded"
+            return (f"demo data already seeded; console users demo-reviewer and "
+                    f"demo-merchant, password {DEMO_PASSWORD!r}")
     merchant = create_merchant(svc, name=DEMO_MERCHANT, actor="demo")
     product = create_product(svc, merchant.id, sku="OJ-1L", name="鲜榨橙汁 1L / Orange juice 1 L",
                              actor="demo")
@@ -45,5 +49,12 @@ def seed_demo(svc: Service) -> str:
                      reason=f"商品破损 / damaged on arrival ({sample['story']})",
                      amount="59.00", photos=[Upload(photo.read_bytes(), photo.name, "photos")],
                      actor="demo", idempotency_key=f"demo-{sample['id']}")
+    from .access import create_user
+
+    for username, role, merchant_id in (("demo-reviewer", "reviewer", None),
+                                        ("demo-merchant", "merchant", merchant.id)):
+        create_user(svc, username=username, password=DEMO_PASSWORD, role=role,
+                    merchant_id=merchant_id, actor="demo")
     return (f"demo data seeded: merchant {merchant.id}, product {product.id}, "
-            f"{len(claims)} claims queued for analysis")
+            f"{len(claims)} claims queued for analysis; console users demo-reviewer and "
+            f"demo-merchant, password {DEMO_PASSWORD!r}")
