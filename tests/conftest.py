@@ -47,6 +47,17 @@ def textured_rgb(width: int = 640, height: int = 480, *, seed: int = 0) -> np.nd
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def painted_crack(reference: np.ndarray) -> np.ndarray:
+    """A forgery: the (merchant's) photo with a dark wavy 'crack' painted across a third of
+    it, the edit a buyer's app adds to an intact product."""
+    forged = reference.copy()
+    h, w = forged.shape[:2]
+    for i in range(w // 3):
+        y = h // 2 + int(12 * np.sin(i / 9))
+        forged[y - 2:y + 3, w // 3 + i] = (25, 22, 20)
+    return forged
+
+
 def encode(array: np.ndarray, fmt: str = "JPEG", **save: Any) -> bytes:
     """Encode an array with Pillow (``quality=`` etc. pass through)."""
     buffer = io.BytesIO()

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import jpeg, textured_rgb
+from conftest import jpeg, painted_crack, textured_rgb
 from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
 from refundlens.claims.keyframes import extract_keyframes, handle_extract_keyframes, \
     probe_video, probe_video_bytes
@@ -112,15 +112,6 @@ def run_all_jobs(svc) -> Callable[[], int]:
     return worker.run_until_idle
 
 
-def _crack(image: np.ndarray) -> np.ndarray:
-    out = image.copy()
-    h, w = out.shape[:2]
-    for i in range(w // 3):
-        y = h // 2 + int(12 * np.sin(i / 9))
-        out[y - 2:y + 3, w // 3 + i] = (25, 22, 20)
-    return out
-
-
 def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
         client, keys, svc, run_all_jobs, tmp_path):
     from service.test_api_flow import file_claim, setup_catalog
@@ -128,7 +119,7 @@ def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
     ids = setup_catalog(client, keys, jpeg(textured_rgb(800, 600, seed=3), 92))
     packed = textured_rgb(900, 700, seed=21)
     # the buyer's photo: a frame of the merchant's packing video with a crack painted in
-    claim_photo = jpeg(_crack(np.ascontiguousarray(_crop(packed, 3, 2)[:, :, ::-1])), 90)
+    claim_photo = jpeg(painted_crack(np.ascontiguousarray(_crop(packed, 3, 2)[:, :, ::-1])), 90)
     claim_id = file_claim(client, keys, ids["order_id"], [claim_photo]).json()["id"]
     run_all_jobs()
     before = client.get(f"/api/v1/claims/{claim_id}", headers=keys.admin).json()

@@ -42,16 +42,6 @@ def sign_in(client: Any, username: str, password: str = PASSWORD, **extra: str) 
                        follow_redirects=False)
 
 
-def forge(reference: np.ndarray) -> np.ndarray:
-    """The reference photo with a dark 'crack' painted across part of it."""
-    forged = reference.copy()
-    h, w = forged.shape[:2]
-    for i in range(w // 3):
-        y = h // 2 + int(12 * np.sin(i / 9))
-        forged[y - 2:y + 3, w // 3 + i] = (25, 22, 20)
-    return forged
-
-
 def stain(reference: np.ndarray) -> np.ndarray:
     """The reference photo with a brown 'stain' painted on its upper left."""
     stained = reference.copy()

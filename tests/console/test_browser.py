@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import jpeg, textured_rgb
-from console_support import CHROMIUM, PASSWORD, LiveServer, forge, save_screenshot, stain
+from conftest import jpeg, painted_crack, textured_rgb
+from console_support import CHROMIUM, PASSWORD, LiveServer, save_screenshot, stain
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -34,11 +34,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         shop_a = server.seed_merchant("甲店 Shop A", seed=3)
         shop_b = server.seed_merchant("乙店 Shop B", seed=5)
-        forged_a = jpeg(forge(shop_a["reference"]), 90)
+        forged_a = jpeg(painted_crack(shop_a["reference"]), 90)
         claims = {
             "a1": server.file_claim(shop_a, "buyer-1", forged_a),
             "a2": server.file_claim(shop_a, "buyer-2", jpeg(stain(shop_a["reference"]), 88)),
-            "b1": server.file_claim(shop_b, "buyer-3", jpeg(forge(shop_b["reference"]), 90)),
+            "b1": server.file_claim(shop_b, "buyer-3",
+                                    jpeg(painted_crack(shop_b["reference"]), 90)),
         }
         server.cli("users", "create", "--role", "reviewer", "--username", "rita",
                    "--password", PASSWORD)

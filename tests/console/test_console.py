@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 from sqlalchemy import select, update
 
-from conftest import jpeg, textured_rgb
+from conftest import jpeg, painted_crack, textured_rgb
 from refundlens.claims.access import create_user
 from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
 from refundlens.claims.audit import verify_chain
@@ -27,7 +27,7 @@ from refundlens.store.tables import (Claim, ConsoleSession, Job, MerchantRespons
                                      ShippingEvidence, User, WebhookDelivery, utcnow)
 from refundlens.web.console.i18n import TEXT
 from refundlens.web.console.sessions import COOKIE
-from console_support import PASSWORD, csrf_of, forge, sign_in, stain
+from console_support import PASSWORD, csrf_of, sign_in, stain
 
 
 # --- a small world: two merchants, analysed claims, console users ----------------------------
@@ -71,9 +71,9 @@ def _claim(client: Any, keys: Any, shop: dict[str, Any], photo: bytes, buyer: st
 def world(svc, client, keys, run_all) -> dict[str, Any]:
     a = _shop(client, keys, "甲店", 3)
     b = _shop(client, keys, "乙店", 5)
-    claims = {"a1": _claim(client, keys, a, jpeg(forge(a["reference"]), 90), "buyer-1"),
+    claims = {"a1": _claim(client, keys, a, jpeg(painted_crack(a["reference"]), 90), "buyer-1"),
               "a2": _claim(client, keys, a, jpeg(stain(a["reference"]), 90), "buyer-2"),
-              "b1": _claim(client, keys, b, jpeg(forge(b["reference"]), 90), "buyer-3")}
+              "b1": _claim(client, keys, b, jpeg(painted_crack(b["reference"]), 90), "buyer-3")}
     run_all()
     with svc.db.read() as session:
         statuses = {k: session.get(Claim, v).status for k, v in claims.items()}

@@ -6,19 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
-from conftest import jpeg, textured_rgb
-
-
-def _forge(reference: np.ndarray) -> np.ndarray:
-    """The reference photo with a dark 'crack' painted across part of it."""
-    forged = reference.copy()
-    h, w = forged.shape[:2]
-    for i in range(w // 3):
-        y = h // 2 + int(12 * np.sin(i / 9))
-        forged[y - 2:y + 3, w // 3 + i] = (25, 22, 20)
-    return forged
+from conftest import jpeg, painted_crack, textured_rgb
 
 
 def setup_catalog(client: Any, keys: Any, reference: bytes) -> dict[str, str]:
@@ -53,7 +42,7 @@ def file_claim(client: Any, keys: Any, order_id: str, photos: list[bytes],
 def test_forged_claim_is_routed_to_review_with_the_reference_finding(client, keys, run_jobs):
     reference = textured_rgb(800, 600, seed=3)
     ids = setup_catalog(client, keys, jpeg(reference, 92))
-    response = file_claim(client, keys, ids["order_id"], [jpeg(_forge(reference), 90)])
+    response = file_claim(client, keys, ids["order_id"], [jpeg(painted_crack(reference), 90)])
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "submitted" and body["id"].startswith("clm_")
@@ -107,7 +96,7 @@ def test_catalog_and_order_read_back(client, keys):
 def test_the_evidence_report_pdf_is_served(client, keys, run_jobs):
     reference = textured_rgb(640, 480, seed=3)
     ids = setup_catalog(client, keys, jpeg(reference, 92))
-    claim = file_claim(client, keys, ids["order_id"], [jpeg(_forge(reference), 90)]).json()
+    claim = file_claim(client, keys, ids["order_id"], [jpeg(painted_crack(reference), 90)]).json()
     run_jobs()
     pdf = client.get(f"/api/v1/claims/{claim['id']}/report.pdf?lang=en", headers=keys.reviewer)
     assert pdf.status_code == 200, pdf.text

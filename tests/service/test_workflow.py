@@ -22,7 +22,7 @@ import pytest
 from PIL import ExifTags, Image, ImageDraw, ImageFont
 from sqlalchemy import select, update
 
-from conftest import jpeg, textured_rgb
+from conftest import jpeg, painted_crack, textured_rgb
 from refundlens.claims.audit import verify_chain
 from refundlens.claims.policy import CODE_ALPHABET, CODE_LENGTH
 from refundlens.config import load_settings
@@ -33,15 +33,6 @@ FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 
 # --- photos --------------------------------------------------------------------------------
-
-def forge(reference: np.ndarray) -> np.ndarray:
-    """The merchant's listing photo with a dark 'crack' painted across part of it."""
-    forged = reference.copy()
-    h, w = forged.shape[:2]
-    for i in range(w // 3):
-        y = h // 2 + int(12 * np.sin(i / 9))
-        forged[y - 2:y + 3, w // 3 + i] = (25, 22, 20)
-    return forged
 
 
 def taken_at(array: np.ndarray, when: datetime) -> bytes:
@@ -222,7 +213,7 @@ def forged_claim(client: Any, keys: Any, run_jobs: Any, **order: Any) -> tuple[s
     """A claim whose photo is the listing photo with a crack painted in; analysed."""
     merchant_id = add_merchant(client, keys, jpeg(REFERENCE, 92))
     claim_id = file_claim(client, keys, add_order(client, keys, merchant_id, **order),
-                          [jpeg(forge(REFERENCE), 90)])
+                          [jpeg(painted_crack(REFERENCE), 90)])
     run_jobs()
     return merchant_id, claim_id
 
