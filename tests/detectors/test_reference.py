@@ -254,6 +254,35 @@ def test_small_catalog_photo_edited_and_upscaled():
     assert "scaled ×1.80" in result.findings[0].details["transform_en"]
 
 
+def smooth_fruit(size: int = 200, *, seed: int = 0) -> np.ndarray:
+    """A nearly textureless product on white: a shaded orange ellipse whose pores are
+    fainter than JPEG noise, and a dark stem."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    c = size / 2
+    r2 = ((xx - c) / (0.42 * size)) ** 2 + ((yy - 1.04 * c) / (0.45 * size)) ** 2
+    pores = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 0.8)
+    shade = 1.0 - 0.25 * r2 - 0.1 * (xx - c) / size + 0.04 * pores
+    body = np.array([250, 170, 30], np.float32) * shade[..., None]
+    inside = cv2.GaussianBlur((r2 < 1).astype(np.float32), (0, 0), 0.7)[..., None]
+    img = 255.0 * (1 - inside) + body * inside
+    cv2.circle(img, (int(c), int(0.1 * size)), max(2, size // 40), (60, 50, 20), -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("steps", [[lambda i, m: crop(i, m, 0.05)],
+                                   [lambda i, m: scale(i, m, 1.6), lambda i, m: rotate(i, m, 3)]])
+def test_crack_over_most_of_a_smooth_products_texture_is_derived_and_altered(steps):
+    # The crack is most of what has texture in the claim; the reference's own texture
+    # (outline, stem) is intact, and that is what derivation is judged on.
+    base = smooth_fruit()
+    claim, truth = forge(base, crack, steps, 70)
+    result = run(claim, photo(jpeg(base, 90), "fruit.jpg"))
+    assert codes(result) == ["REFERENCE_DERIVED", "REFERENCE_ALTERED"], result.info
+    assert result.info["references"][0]["agreement"] >= 0.9
+    assert result.findings[1].region.iou(truth) >= 0.6
+
+
 def test_large_claim_regions_in_native_pixels():
     # a 12 MP-class claim (3000 × 2250) made from a 640-px photo: boxes come back in the
     # claim's own pixels
