@@ -34,6 +34,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .models import Photo
+from .xmp import find_packets
 
 __all__ = ["CONTENT_TYPES", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "PhotoInfo",
            "decode_embedded", "load_photo", "probe_photo", "sniff_format"]
@@ -380,33 +381,19 @@ def _read_text(im: Image.Image) -> dict[str, str]:
     return text
 
 
-_XMP_PACKET = re.compile(rb"<x:xmpmeta[\s>].*?</x:xmpmeta>", re.S)
-_XMP_RDF = re.compile(rb"<rdf:RDF[\s>].*?</rdf:RDF>", re.S)
-
-
 def _read_xmp(im: Image.Image, data: bytes) -> tuple[str, ...]:
-    """Every XMP packet, from Pillow's parsers and from a scan of the raw bytes.
-
-    The raw scan finds packets Pillow does not surface (HEIF/AVIF item data, TIFF tag 700,
-    extended XMP, packets in odd places); both are deduplicated.
-    """
-    packets: list[str] = []
+    """Every XMP packet: those Pillow's parsers surface (JPEG APP1, PNG iTXt, WebP, TIFF
+    tag 700) and those :func:`refundlens.xmp.find_packets` finds in the raw bytes."""
+    surfaced: list[str] = []
     value = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
     if value:
-        packets.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else
-                       str(value))
+        surfaced.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else
+                        str(value))
     tag_v2 = getattr(im, "tag_v2", None)
     if tag_v2 is not None and 700 in tag_v2:
         raw = tag_v2[700]
-        packets.append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
-    for pattern in (_XMP_PACKET, _XMP_RDF):
-        for match in pattern.finditer(data):
-            packets.append(match.group(0).decode("utf-8", "replace"))
-    unique: list[str] = []
-    for packet in packets:
-        if not any(packet in seen for seen in unique):
-            unique = [seen for seen in unique if seen not in packet] + [packet]
-    return tuple(unique)
+        surfaced.append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+    return find_packets(data, surfaced=surfaced)
 
 
 def _read_quantization(im: Image.Image) -> dict[int, tuple[int, ...]] | None:

@@ -213,6 +213,19 @@ def test_remote_manifest_is_reported_offline_without_error() -> None:
     assert codes(result.findings) == ["METADATA_C2PA_REMOTE"]
 
 
+@pytest.mark.parametrize("form", ["attribute", "element"])
+def test_remote_manifest_named_in_xmp_by_namespace(form) -> None:
+    url = "https://example.com/manifests/abc"
+    value = (f'dc2:provenance="{url}"/>' if form == "attribute"
+             else f'><dc2:provenance>{url}</dc2:provenance></rdf:Description>')
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           '02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+           f'xmlns:dc2="http://purl.org/dc/terms/" {value}</rdf:RDF></x:xmpmeta>')
+    data = jpeg(textured_rgb(64, 64), 90, xmp=xmp.encode())
+    result = run_detector(C2paDetector(), photo(data), DetectorContext())
+    assert only(result.findings, "METADATA_C2PA_REMOTE").details["url"] == url
+
+
 def test_unreadable_manifest_store_is_invalid_not_an_error() -> None:
     data = jpeg(textured_rgb(64, 64), 90)
     jumbf = (b"JP\x00\x00\x00\x00\x00\x01" + b"\x00\x00\x00\x20jumb" +

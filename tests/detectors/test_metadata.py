@@ -171,6 +171,27 @@ def test_capture_time_reads_offset():
     assert taken.iso == "2026-11-20T10:00:00+08:00" and taken.field == "EXIF DateTimeOriginal"
 
 
+def _xmp_jpeg(body: str, *, attrs: str = "", prefix: str = "exif") -> bytes:
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           f'02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:{prefix}="http://ns.'
+           'adobe.com/exif/1.0/" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+           f'{attrs}>{body}</rdf:Description></rdf:RDF></x:xmpmeta>')
+    return jpeg(textured_rgb(64, 48), xmp=xmp.encode())
+
+
+@pytest.mark.parametrize("data, iso, field", [
+    (_xmp_jpeg("<photoshop:DateCreated>2026-11-20T10:00:00+08:00</photoshop:DateCreated>"),
+     "2026-11-20T10:00:00+08:00", "XMP photoshop:DateCreated"),
+    (_xmp_jpeg("", attrs='ex:DateTimeOriginal="2026-11-20T02:00:00Z"', prefix="ex"),
+     "2026-11-20T02:00:00+00:00", "XMP exif:DateTimeOriginal"),  # any prefix, by namespace
+    (_xmp_jpeg("<exif:DateTimeOriginal>2026-11-20T10:00:00</exif:DateTimeOriginal><bad"),
+     "2026-11-20T10:00:00", "XMP exif:DateTimeOriginal"),  # damaged XMP: read by pattern
+])
+def test_capture_time_from_xmp(data, iso, field):
+    taken = capture_time(load_photo(data))
+    assert (taken.iso, taken.field) == (iso, field)
+
+
 def test_taken_after_the_claim():
     context = DetectorContext(claim_time=datetime(2026, 11, 20, 9, 0, tzinfo=CST))
     out = run(photo(timed("2026:11:22 18:30:00", "+08:00")), context)
@@ -261,6 +282,25 @@ def test_ios_usercomment_marker_alone_suffices():
 def test_android_software_marker():
     data = exif_jpeg(textured_rgb(300, 200), ifd0={0x0131: "Android screenshot"})
     assert "METADATA_SCREENSHOT" in codes(run(photo(data)))
+
+
+@pytest.mark.parametrize("ifd0, said", [
+    ({0x010E: "截屏 2024-05-01".encode("utf-8")}, "截屏"),  # UTF-8 that Pillow reads as Latin-1
+    ({0x9C9C: "Screenshot".encode("utf-16-le")}, "Screenshot"),  # Windows XPComment
+])
+def test_marker_in_utf8_and_xp_text_fields(ifd0, said):
+    finding = only(run(photo(exif_jpeg(textured_rgb(300, 200), ifd0=ifd0))),
+                   "METADATA_SCREENSHOT")
+    assert said in finding.details["evidence_en"]
+
+
+def test_marker_in_xmp_usercomment_attribute():
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           '02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.'
+           'com/exif/1.0/" exif:UserComment="Screenshot"/></rdf:RDF></x:xmpmeta>')
+    data = jpeg(textured_rgb(300, 200), xmp=xmp.encode())
+    finding = only(run(photo(data)), "METADATA_SCREENSHOT")
+    assert "XMP exif:UserComment" in finding.details["evidence_en"]
 
 
 def test_screen_size_camera_photo_is_not_a_screenshot():

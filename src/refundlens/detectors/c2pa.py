@@ -58,6 +58,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from ..models import Finding, Photo
+from ..xmp import NS_DCTERMS, parse_xmp
 from .base import Detector, DetectorContext, DetectorOutput
 from .labels import AI_SOURCE_TYPES, ai_source_type
 
@@ -72,6 +73,7 @@ _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF":
 #: TIFF tag 52545. Its "c2pa" label sits inside that box, so "jumb" alone is the marker.
 _JUMBF = b"jumb"
 _APP11, _SOS, _EOI = 0xEB, 0xDA, 0xD9
+#: ``dcterms:provenance`` in an XMP packet that does not parse, by pattern (any prefix).
 _PROVENANCE = re.compile(r"[\w.-]+:provenance\s*(?:=\s*[\"']([^\"']+)[\"']|>\s*([^<\s]+)\s*<)")
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 
@@ -422,6 +424,12 @@ def _xmp_provenance(packets: tuple[str, ...]) -> str | None:
     """The remote manifest URL of XMP ``dcterms:provenance`` (C2PA 2.1 §15.6), if any."""
     for packet in packets:
         if "provenance" in packet:
+            parsed = parse_xmp(packet)
+            if parsed.error is None:
+                urls = [v.strip() for v in parsed.values(NS_DCTERMS, "provenance") if v.strip()]
+                if urls:
+                    return urls[0]
+                continue
             match = _PROVENANCE.search(packet)
             if match:
                 return match[1] or match[2]

@@ -61,11 +61,10 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
-from xml.etree.ElementTree import ParseError
 
-from defusedxml import ElementTree as SafeET
-
+from ..exiftext import decode_text
 from ..models import Finding, Photo
+from ..xmp import NS_DC, NS_EXIF, NS_IPTC_EXT, NS_TC260, NS_XMP, parse_xmp
 from .base import Detector, DetectorContext, DetectorOutput
 
 __all__ = ["AI_SOURCE_TYPES", "SOFTWARE", "LabelDetector", "ai_source_type"]
@@ -185,17 +184,6 @@ SOFTWARE: dict[str, list[tuple[re.Pattern[str], str, bool]]] = {
         (r"dxo photolab", "DxO PhotoLab", False),
     ),
 }
-
-_NS_TC260 = "http://www.tc260.org.cn/ns/AIGC/1.0"
-_NS_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29"
-_NS_XMP = "http://ns.adobe.com/xap/1.0"
-_NS_XMPMM = "http://ns.adobe.com/xap/1.0/mm"
-_NS_STEVT = "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"
-_NS_DC = "http://purl.org/dc/elements/1.1"
-_NS_EXIF = "http://ns.adobe.com/exif/1.0"
-_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-_SKIP_NS = {_RDF, "http://www.w3.org/XML/1998/namespace", "adobe:ns:meta"}
-_CONTAINERS = {"Alt", "Seq", "Bag"}
 
 _TC260_FIELDS = ("Label", "ContentProducer", "ProduceID", "ReservedCode1",
                  "ContentPropagator", "PropagateID", "ReservedCode2")
@@ -325,10 +313,10 @@ class LabelDetector(Detector):
         fields: dict[str, str] = {}
         sources: list[str] = []
         for xmp in xmps:
-            sources += xmp.values(_NS_IPTC_EXT, "DigitalSourceType")
+            sources += xmp.values(NS_IPTC_EXT, "DigitalSourceType")
             for name in ("AISystemUsed", "AISystemVersionUsed", "AIPromptInformation",
                          "AIPromptWriterName"):
-                for value in xmp.values(_NS_IPTC_EXT, name):
+                for value in xmp.values(NS_IPTC_EXT, name):
                     fields.setdefault(name, value)
         if not sources and not fields:
             return []
@@ -404,12 +392,12 @@ class LabelDetector(Detector):
         # (field, value, free text?, history event?) in the order a reviewer trusts them.
         values: list[tuple[str, str, bool, bool]] = []
         for tag in _EXIF_SOFTWARE_FIELDS:
-            text = _exif_text(photo.exif.get(tag))
+            text = decode_text(photo.exif.get(tag))
             if text:
                 values.append((f"EXIF {tag}", text, False, False))
         for xmp in xmps:
             values += [("XMP xmp:CreatorTool", v, False, False)
-                       for v in xmp.values(_NS_XMP, "CreatorTool")]
+                       for v in xmp.values(NS_XMP, "CreatorTool")]
         for key, value in photo.text.items():
             if key.lower() in _PNG_SOFTWARE_KEYS:
                 values.append((_text_carrier(photo, key), value, False, False))
@@ -461,74 +449,28 @@ class LabelDetector(Detector):
 
 
 # --- XMP ------------------------------------------------------------------------------------
-@lru_cache(maxsize=2048)  # a packet repeats a few dozen tags many times
-def _split(tag: str) -> tuple[str, str]:
-    """ElementTree "{ns}name" -> (ns without a trailing "/", name)."""
-    if tag[:1] == "{":
-        ns, _, local = tag[1:].partition("}")
-        return ns.rstrip("/"), local
-    return "", tag
-
-
 def _read_xmp(packet: str) -> _Xmp:
-    text = packet.strip("\x00\ufeff \t\r\n")
-    try:
-        root = SafeET.fromstring(text)
-    except (ParseError, ValueError) as exc:  # defusedxml's refusals are ValueErrors
-        return _regex_xmp(text, f"{type(exc).__name__}: {exc}")
-    out = _Xmp()
-    tc260_struct: set[int] = set()
-    for el in root.iter():
-        ns, local = _split(el.tag)
-        for key, value in el.attrib.items():
-            ans, alocal = _split(key)
-            if ans and ans not in _SKIP_NS:
-                out.props.append((ans, alocal, value))
-                if (ans, alocal) == (_NS_TC260, "AIGC"):
-                    out.tc260.append(("attribute", value))
-        if ns in _SKIP_NS or id(el) in tc260_struct:
-            continue
-        children = list(el)
-        resource = el.attrib.get(f"{{{_RDF}}}resource")
-        if resource:
-            value = resource
-        elif not children:
-            value = (el.text or "").strip()
-        elif _split(children[0].tag) in {(_RDF, c) for c in _CONTAINERS}:
-            items = [(li.text or "").strip() for li in children[0] if not len(li)]
-            value = "; ".join(item for item in items if item)
-        elif (ns, local) == (_NS_TC260, "AIGC"):
-            struct = {}
-            for sub in el.iter():
-                sns, slocal = _split(sub.tag)
-                if sns == _NS_TC260 and sub is not el and not len(sub):
-                    struct[slocal] = (sub.text or "").strip()
-                    tc260_struct.add(id(sub))
-                struct.update({_split(k)[1]: v for k, v in sub.attrib.items()
-                               if _split(k)[0] == _NS_TC260})
-            out.tc260.append(("structure", struct))
-            continue
-        else:
-            continue  # a structure: its fields are visited on their own
-        if value:
-            out.props.append((ns, local, value))
-            if (ns, local) == (_NS_TC260, "AIGC"):
-                out.tc260.append(("element", value))
+    """The label-relevant view of one packet: its properties, its TC260 labels in each form
+    (attribute, element, structure, or fields written straight onto rdf:Description), its
+    history; a packet that does not parse is searched by pattern instead."""
+    parsed = parse_xmp(packet, structures=[(NS_TC260, "AIGC")])
+    if parsed.error is not None:
+        return _regex_xmp(packet.strip("\x00\ufeff \t\r\n"), parsed.error)
+    out = _Xmp(history=[dict(event) for event in parsed.history])
+    for prop in parsed.properties:
+        if prop.form != "structure":
+            out.props.append((prop.ns, prop.name, prop.value))
+        if (prop.ns, prop.name) == (NS_TC260, "AIGC"):
+            value = dict(prop.value) if isinstance(prop.value, dict) else prop.value
+            out.tc260.append((prop.form, value))
     if not out.tc260:
-        flat = {k: v for n, k, v in out.props if n == _NS_TC260}
+        flat = {k: v for n, k, v in out.props if n == NS_TC260}
         if "Label" in flat:  # TC260 fields written straight onto rdf:Description
             out.tc260.append(("fields", flat))
-    for history in root.iter(f"{{{_NS_XMPMM}/}}History"):
-        for li in history.iter(f"{{{_RDF}}}li"):
-            event = {_split(k)[1]: v for k, v in li.attrib.items() if _split(k)[0] == _NS_STEVT}
-            event.update({_split(c.tag)[1]: (c.text or "").strip() for c in li
-                          if _split(c.tag)[0] == _NS_STEVT})
-            if event:
-                out.history.append(event)
     return out
 
 
-_RE_PREFIX = re.compile(r"xmlns:([\w.-]+)\s*=\s*[\"']" + re.escape(_NS_TC260) + r"/?[\"']")
+_RE_PREFIX = re.compile(r"xmlns:([\w.-]+)\s*=\s*[\"']" + re.escape(NS_TC260) + r"/?[\"']")
 _RE_DST = re.compile(r"digitalsourcetype/(\w+)", re.I)
 _RE_CREATOR = re.compile(r"CreatorTool\s*(?:=\s*[\"']([^\"']*)[\"']|>([^<]*)<)")
 
@@ -543,8 +485,8 @@ def _regex_xmp(text: str, error: str) -> _Xmp:
             out.tc260.append(("element, damaged XMP", html.unescape(value)))
         for m in re.finditer(rf"\b{p}:AIGC\s*=\s*(\"([^\"]*)\"|'([^']*)')", text):
             out.tc260.append(("attribute, damaged XMP", html.unescape(m[2] or m[3] or "")))
-    out.props += [(_NS_IPTC_EXT, "DigitalSourceType", v) for v in _RE_DST.findall(text)]
-    out.props += [(_NS_XMP, "CreatorTool", html.unescape(a or b).strip())
+    out.props += [(NS_IPTC_EXT, "DigitalSourceType", v) for v in _RE_DST.findall(text)]
+    out.props += [(NS_XMP, "CreatorTool", html.unescape(a or b).strip())
                   for a, b in _RE_CREATOR.findall(text) if (a or b).strip()]
     return out
 
@@ -716,7 +658,7 @@ def _text_sources(photo: Photo, xmps: list[_Xmp]) -> list[tuple[str, str, str]]:
     """Every free-text field worth reading, as (carrier, kind, text)."""
     out: list[tuple[str, str, str]] = []
     for tag in _EXIF_TEXT_FIELDS:
-        text = _exif_text(photo.exif.get(tag), utf16=tag.startswith("XP"))
+        text = decode_text(photo.exif.get(tag), utf16=tag.startswith("XP"))
         if text:
             out.append((f"EXIF {tag}", "exif", text))
     for key, value in photo.text.items():
@@ -726,10 +668,10 @@ def _text_sources(photo: Photo, xmps: list[_Xmp]) -> list[tuple[str, str, str]]:
         if isinstance(value, str) and value.strip():
             out.append((_text_carrier(photo, key), lowered, value))
     for xmp in xmps:
-        for ns, name, label in ((_NS_DC, "description", "dc:description"),
-                                (_NS_DC, "title", "dc:title"),
-                                (_NS_DC, "creator", "dc:creator"),
-                                (_NS_EXIF, "UserComment", "exif:UserComment")):
+        for ns, name, label in ((NS_DC, "description", "dc:description"),
+                                (NS_DC, "title", "dc:title"),
+                                (NS_DC, "creator", "dc:creator"),
+                                (NS_EXIF, "UserComment", "exif:UserComment")):
             out += [(f"XMP {label}", "xmp", v) for v in xmp.values(ns, name)]
     return out
 
@@ -740,56 +682,6 @@ def _text_carrier(photo: Photo, key: str) -> str:
     if key == "comment":
         return f"{photo.format} comment"
     return f"{photo.format} text \u201c{key}\u201d"
-
-
-def _exif_text(value: Any, *, utf16: bool = False) -> str | None:
-    """An EXIF value as text: UserComment's 8-byte charset prefix (Exif 3.0 §4.6.5), the
-    Windows XP* tags' UTF-16LE, and UTF-8 that Pillow decoded as Latin-1."""
-    if value is None:
-        return None
-    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
-        value = bytes(v & 0xFF for v in value)
-    if isinstance(value, str):
-        text = _repair_latin1(value)
-    elif isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-        if utf16:
-            text = data.decode("utf-16-le", "replace")
-        elif data[:8] == b"UNICODE\x00":
-            text = _decode_utf16(data[8:])
-        elif data[:8] == b"JIS\x00\x00\x00\x00\x00":
-            text = data[8:].decode("shift_jis", "replace")
-        else:
-            if data[:8] in (b"ASCII\x00\x00\x00", b"\x00" * 8):
-                data = data[8:]
-            text = data.decode("utf-8", "replace")
-    else:
-        return None
-    text = text.replace("\x00", "").strip()
-    return text or None
-
-
-def _decode_utf16(data: bytes) -> str:
-    """UCS-2 in the TIFF byte order, which we do not know here: pick the byte order whose
-    decoding has more ASCII and CJK characters."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16", "replace")
-    data = data[: len(data) // 2 * 2]
-
-    def plausible(text: str) -> int:
-        return sum(1 for ch in text if " " <= ch <= "~" or "\u3000" <= ch <= "\u9fff"
-                   or "\uff00" <= ch <= "\uffef")
-
-    little = data.decode("utf-16-le", "replace")
-    big = data.decode("utf-16-be", "replace")
-    return little if plausible(little) >= plausible(big) else big
-
-
-def _repair_latin1(text: str) -> str:
-    try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return text
 
 
 @lru_cache(maxsize=1024)  # Photoshop histories repeat one agent dozens of times

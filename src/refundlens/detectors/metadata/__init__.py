@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from ...models import Finding, Photo
+from ...xmp import NS_EXIF, NS_PHOTOSHOP, parse_xmp
 from ..base import Detector, DetectorContext, DetectorOutput
 from .screen import (
     EVIDENCE,
@@ -97,6 +98,10 @@ __all__ = ["RECAPTURE_PEAK", "SCREENSHOT_THRESHOLD", "SCREEN_SIZES", "THUMB_DIFF
 
 _TIME_PATTERN = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _OFFSET_PATTERN = re.compile(r"^\s*([+\-])(\d{2}):?(\d{2})\s*$")
+#: XMP capture times: (namespace, name, how the evidence names it).
+_XMP_TIME_FIELDS = ((NS_EXIF, "DateTimeOriginal", "exif:DateTimeOriginal"),
+                    (NS_PHOTOSHOP, "DateCreated", "photoshop:DateCreated"))
+#: The same in a packet that does not parse, by its conventional prefixes.
 _XMP_TIME = re.compile(r"(exif:DateTimeOriginal|photoshop:DateCreated)\s*(?:=\s*\"([^\"]+)\"|>"
                        r"\s*([^<\s]+)\s*<)")
 
@@ -167,16 +172,26 @@ def capture_time(photo: Photo) -> CaptureTime | None:
             offset = _parse_offset(exif.get(offset_field) or exif.get("OffsetTime"))
             return CaptureTime(local, offset, f"EXIF {field}")
     for packet in photo.xmp:
-        for match in _XMP_TIME.finditer(packet):
-            text = match.group(2) or match.group(3) or ""
+        for name, text in _xmp_times(packet):
             local = _parse_time(text.replace("T", " ", 1) if "T" in text else text)
             if local is None:
                 continue
             zone = re.search(r"(Z|[+\-]\d{2}:?\d{2})$", text)
             offset = (timedelta(0) if zone and zone.group(1) == "Z"
                       else _parse_offset(zone.group(1)) if zone else None)
-            return CaptureTime(local, offset, f"XMP {match.group(1)}")
+            return CaptureTime(local, offset, f"XMP {name}")
     return None
+
+
+def _xmp_times(packet: str) -> list[tuple[str, str]]:
+    """(field, value) of the capture times in one XMP packet, in document order."""
+    parsed = parse_xmp(packet)
+    if parsed.error is not None:
+        return [(m.group(1), m.group(2) or m.group(3) or "")
+                for m in _XMP_TIME.finditer(packet)]
+    return [(label, prop.value.strip()) for prop in parsed.properties
+            for ns, name, label in _XMP_TIME_FIELDS
+            if (prop.ns, prop.name) == (ns, name) and isinstance(prop.value, str)]
 
 
 class MetadataDetector(Detector):

@@ -22,7 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ...exiftext import decode_text
 from ...models import Photo
+from ...xmp import NS_EXIF, parse_xmp
 
 __all__ = ["EVIDENCE", "RECAPTURE_PEAK", "SCREENSHOT_THRESHOLD", "SCREEN_SIZES", "WEIGHTS",
            "recapture_peaks", "screenshot_signals"]
@@ -107,21 +109,13 @@ EVIDENCE = {
 }
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        # UserComment starts with an 8-byte character-code prefix (CIPA DC-008 §4.6.5).
-        if value[:8] in (b"ASCII\x00\x00\x00", b"UNICODE\x00", b"JIS\x00\x00\x00\x00\x00",
-                         b"\x00" * 8):
-            body = value[8:]
-            if value.startswith(b"UNICODE"):
-                for codec in ("utf-16-be", "utf-16-le"):
-                    try:
-                        return body.decode(codec).strip("\x00 ")
-                    except UnicodeDecodeError:
-                        continue
-            value = body
-        return value.decode("utf-8", "replace").strip("\x00 ")
-    return str(value).strip("\x00 ") if value is not None else ""
+def _xmp_user_comments(packet: str) -> list[str]:
+    """The ``exif:UserComment`` texts of one XMP packet (by pattern if it does not parse)."""
+    parsed = parse_xmp(packet)
+    if parsed.error is not None:
+        match = re.search(r"<exif:UserComment>.*?<rdf:li[^>]*>([^<]*)</rdf:li>", packet, re.S)
+        return [match.group(1)] if match else []
+    return parsed.values(NS_EXIF, "UserComment")
 
 
 def _status_bar(pixels: np.ndarray) -> bool:
@@ -151,7 +145,7 @@ def screenshot_signals(photo: Photo) -> dict[str, dict[str, Any]]:
     signals: dict[str, dict[str, Any]] = {}
     exif = photo.exif
     for field in _TEXT_TAGS:
-        value = _text(exif.get(field))
+        value = decode_text(exif.get(field), utf16=field.startswith("XP"))
         if value and _MARKER.search(value):
             signals["marker"] = {"field": f"EXIF {field}", "value": value[:60]}
             break
@@ -161,10 +155,9 @@ def screenshot_signals(photo: Photo) -> dict[str, dict[str, Any]]:
                 signals["marker"] = {"field": f"text chunk {key}", "value": str(value)[:60]}
                 break
     if "marker" not in signals:
-        for packet in photo.xmp:
-            match = re.search(r"<exif:UserComment>.*?<rdf:li[^>]*>([^<]*)</rdf:li>", packet, re.S)
-            if match and _MARKER.search(match.group(1)):
-                signals["marker"] = {"field": "XMP exif:UserComment", "value": match.group(1)}
+        for comment in (c for packet in photo.xmp for c in _xmp_user_comments(packet)):
+            if _MARKER.search(comment):
+                signals["marker"] = {"field": "XMP exif:UserComment", "value": comment[:60]}
                 break
     w, h = photo.width, photo.height
     device = SCREEN_SIZES.get((min(w, h), max(w, h)))
