@@ -91,7 +91,7 @@ class C2paDetector(Detector):
     """Reads and validates the C2PA manifest store with the C2PA SDK, offline."""
 
     name = "c2pa"
-    version = "1"
+    version = "2"
     description = "C2PA Content Credentials: AI digital source type, validation, remote manifests."
     codes = ("AIGC_LABEL_C2PA", "METADATA_C2PA_INVALID", "METADATA_C2PA_REMOTE",
              "METADATA_C2PA_PRESENT")

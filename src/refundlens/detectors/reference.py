@@ -1017,7 +1017,7 @@ class ReferenceDetector(Detector):
     """
 
     name = "reference"
-    version = "1.0"
+    version = "1.1"
     description = ("Claim photo geometrically derived from a merchant reference photo "
                    "(cropped, rescaled, rotated, mirrored, recoloured, screenshot), and its "
                    "changed regions")

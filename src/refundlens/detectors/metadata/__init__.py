@@ -198,7 +198,7 @@ class MetadataDetector(Detector):
     """EXIF thumbnail, capture time, screenshot and recapture checks (see the module)."""
 
     name = "metadata"
-    version = "1"
+    version = "2"
     description = ("EXIF thumbnail vs image, capture time vs claim and delivery, screenshot "
                    "and screen-recapture signs")
     codes = ("METADATA_THUMBNAIL_MISMATCH", "METADATA_CAPTURE_AFTER_CLAIM",
