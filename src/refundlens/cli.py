@@ -314,7 +314,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import threading
 
     from .config import load_settings
-    from .web.app import start_workers
+    from .web.app import start_workers, stop_workers
 
     overrides = {} if args.processes is None else {"analysis_workers": args.processes}
     settings = load_settings(**overrides)
@@ -328,8 +328,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    for item in running:
-        item.stop(timeout=10) if hasattr(item, "stop") else item.close()
+    stop_workers(running)
     svc.close()
     return EXIT_OK
 

@@ -126,6 +126,17 @@ def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
                           owner, lease_s)
 
 
+def _release(db: Database, ctx: JobContext) -> None:
+    """Put a job this worker is giving up (it is shutting down) back in the queue, due now:
+    not a failure of the job."""
+    with db.write() as session:
+        session.execute(
+            update(Job).where(Job.id == ctx.id, Job.lease_owner == ctx.owner,
+                              Job.status == "running")
+            .values(status="queued", lease_owner=None, lease_expires_at=None,
+                    run_after=utcnow()))
+
+
 def _fail(db: Database, ctx: JobContext, error: str) -> None:
     with db.write() as session:
         job = session.get(Job, ctx.id)
@@ -187,9 +198,14 @@ class Worker:
         """New work was committed: look now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Lease no more jobs; a job that fails from now on is put back, not failed (its
+        handler was most likely cut short by the shutdown itself)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
@@ -255,6 +271,14 @@ class Worker:
         except LeaseLost as exc:
             log.warning("%s", exc)
         except Exception as exc:  # noqa: BLE001 - a failing job is recorded and retried
+            if self._stop.is_set():
+                log.info("job %s (%s) interrupted by the shutdown (%s); put back", ctx.id,
+                         ctx.kind, exc)
+                try:
+                    _release(self.db, ctx)
+                except Exception:  # noqa: BLE001 - the lease will expire and the job rerun
+                    log.exception("job %s: putting it back failed", ctx.id)
+                return
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
             log.warning("job %s (%s) attempt %s failed: %s", ctx.id, ctx.kind, ctx.attempts,
                         exc)

@@ -1,5 +1,7 @@
 """Durability (issue 3 §3): a real ``refundlens serve`` process, killed with SIGKILL while it
 analyses claims, loses nothing; restarted, it finishes every job exactly once in effect.
+Stopped with SIGTERM mid-analysis it puts the job back (no failed attempt) and leaves no
+analysis process behind; SIGKILLed alone, its analysis process dies with it.
 
 Also the lease mechanics the recovery rests on: a live worker's heartbeat keeps a long job's
 lease, a dead worker's lease runs out and another worker takes the job over, and a late
@@ -283,3 +285,91 @@ def test_sigkill_mid_analysis_loses_nothing_and_every_job_finishes(tmp_path, dat
     verify = _cli(env, "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "intact" in verify.stdout
+
+
+# --- stopping: no analysis process left behind ---------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _analysing_server(tmp_path: Path) -> tuple[Server, Engine, list[int]]:
+    """A SQLite server that is analysing a claim, and the pids of its child processes (the
+    analysis process and multiprocessing's resource tracker)."""
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "REFUNDLENS_DATA_DIR": str(data_dir),
+           "REFUNDLENS_ANALYSIS_WORKERS": "1", "REFUNDLENS_JOB_LEASE_S": str(LEASE_S)}
+    env.pop("REFUNDLENS_DATABASE_URL", None)
+    token = _cli(env, "keys", "create", "--role", "admin").stdout.strip().splitlines()[-1]
+    server = Server(env, tmp_path / "serve.log")
+    server.start()
+    engine = _engine(f"sqlite:///{data_dir / 'refundlens.db'}")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=30) as http:
+        merchant = http.post("/api/v1/merchants", json={"name": "m"}).json()["id"]
+        order = http.post("/api/v1/orders", json={
+            "merchant_id": merchant, "buyer_id": "b", "amount": "10.00"}).json()["id"]
+        for i in range(3):
+            response = http.post("/api/v1/claims", data={
+                "order_id": order, "type": "refund_only", "amount": "1.00"},
+                files=[("photos", (f"p{k}.jpg", jpeg(textured_rgb(1600, 1200, seed=9 * i + k),
+                                                      90), "image/jpeg")) for k in range(3)])
+            assert response.status_code == 202, response.text
+    assert server.proc is not None
+
+    def analysing() -> bool:
+        return any(j.status == "running" for j in _jobs(engine)) and \
+            bool(_children(server.proc.pid))  # type: ignore[union-attr]
+    _wait_for("an analysis job running in an analysis process", analysing, timeout=60)
+    time.sleep(0.5)  # into the analysis itself
+    return server, engine, _children(server.proc.pid)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_analysis_puts_the_job_back_and_leaves_no_process(tmp_path):
+    server, engine, children = _analysing_server(tmp_path)
+    try:
+        assert server.proc is not None
+        os.killpg(server.proc.pid, signal.SIGTERM)  # as a service manager or Ctrl-C does
+        server.proc.wait(30)
+        _wait_for("the analysis processes to end", lambda: not any(map(_alive, children)),
+                  timeout=10)
+        jobs = _jobs(engine)
+        assert not [j for j in jobs if j.status in ("running", "failed")], jobs
+        assert all(j.last_error is None for j in jobs), jobs  # put back, not failed
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_server_takes_its_analysis_process_with_it(tmp_path):
+    server, engine, children = _analysing_server(tmp_path)
+    try:
+        assert server.proc is not None
+        server.proc.kill()  # the server alone (the OOM killer, kill -9 PID), not its group
+        server.proc.wait(10)
+        _wait_for("the analysis processes to die with the server",
+                  lambda: not any(map(_alive, children)), timeout=10)
+    finally:
+        server.stop()
+        for pid in children:  # never leave them behind, even when the test fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        engine.dispose()

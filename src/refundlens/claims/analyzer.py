@@ -17,6 +17,8 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -67,9 +69,16 @@ class PhotoTask:
 _STATE: dict[str, Any] = {}
 
 
-def _init(settings: Settings, index_path: str) -> None:
+def _init(settings: Settings, index_path: str, parent_pid: int | None = None) -> None:
     import cv2
 
+    # The service owns this process's life: Ctrl-C in a terminal or a service manager's
+    # SIGTERM to the whole group reaches the service too, which puts the job back and ends
+    # this process (AnalysisPool.close) — dying here first would record a failed attempt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     if hasattr(os, "nice"):
         os.nice(ANALYSIS_NICENESS)
     cv2.setNumThreads(1)
@@ -80,6 +89,22 @@ def _init(settings: Settings, index_path: str) -> None:
     _STATE["settings"] = settings
     _STATE["detectors"] = create_detectors(settings=settings)
     _STATE["index"] = ReuseIndex.open(index_path)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: get SIGKILL when the service dies (``PR_SET_PDEATHSIG``). Without it a child
+    outlives a SIGKILLed service for good, blocked on the task queue whose write end it
+    holds itself."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the service died before the call above
+        os._exit(1)
 
 
 def analyze_task(task: PhotoTask) -> dict[str, Any]:
@@ -139,19 +164,23 @@ def _mask_png(analysis: Any) -> bytes | None:
 
 class AnalysisPool:
     """Processes that analyse photos (spawned: forked children inherit OpenCV's thread
-    pool locks and can deadlock). A crashed child breaks the pool; it is rebuilt."""
+    pool locks and can deadlock). A crashed child breaks the pool; it is rebuilt.
+    :meth:`close` ends the processes, mid-analysis or not, and the pool for good."""
 
     def __init__(self, settings: Settings, index_path: str, *, processes: int = 1) -> None:
         self.settings = settings
         self.index_path = index_path
         self.processes = max(1, processes)
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
 
     def _executor(self) -> ProcessPoolExecutor:
+        if self._closed:
+            raise RuntimeError("the analysis pool is closed (the service is stopping)")
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init, initargs=(self.settings, self.index_path))
+                initializer=_init, initargs=(self.settings, self.index_path, os.getpid()))
         return self._pool
 
     def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
@@ -160,13 +189,29 @@ class AnalysisPool:
                                                      for t in tasks]
             return [f.result() for f in futures]
         except BrokenProcessPool:
-            self.close()
+            self._discard()
             raise
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._closed = True
+        self._discard()
+
+    def _discard(self) -> None:
+        """Shut the executor down and end its processes. ``shutdown`` alone leaves a child
+        that is mid-analysis running, and after this process exits it waits forever on a
+        queue whose write end it holds itself (found as orphans after SIGTERM); a cut-short
+        analysis is re-run by the job's next attempt."""
+        if self._pool is None:
+            return
+        # ProcessPoolExecutor has no public way to end its processes before Python 3.14
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()  # it ignores SIGTERM (see _init)
+        for process in processes:
+            process.join(5)
+        self._pool = None
 
 
 class InlineAnalysis:

@@ -21,7 +21,7 @@ from .console import install_console
 from .deps import KeyCache, RateLimiter
 from .errors import install_error_handlers
 
-__all__ = ["create_app", "start_workers"]
+__all__ = ["create_app", "start_workers", "stop_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,21 @@ def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False
     return [analysis, light, engine]
 
 
+def stop_workers(running: list[Any], *, timeout: float = 10.0) -> None:
+    """Stop what :func:`start_workers` started: the workers lease no more jobs, the analysis
+    processes are ended (a job they were running is put back and re-run by the next
+    worker), then the worker threads are joined. In that order: closing the pool first
+    would let a worker lease the next job and start a new pool."""
+    workers = [item for item in running if hasattr(item, "request_stop")]
+    for worker in workers:
+        worker.request_stop()
+    for item in running:
+        if not hasattr(item, "request_stop"):
+            item.close()
+    for worker in workers:
+        worker.stop(timeout=timeout)
+
+
 def create_app(settings: Settings, *, service: Service | None = None,
                workers: bool = True, migrate: bool = True) -> FastAPI:
     """The API app. ``service`` is opened from ``settings`` at start-up unless given;
@@ -73,11 +88,7 @@ def create_app(settings: Settings, *, service: Service | None = None,
         try:
             yield
         finally:
-            for item in running:
-                if hasattr(item, "stop"):
-                    item.stop(timeout=10)
-                else:
-                    item.close()
+            stop_workers(running)
             if service is None:
                 svc.close()
 
