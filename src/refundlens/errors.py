@@ -23,6 +23,8 @@ catch one family::
         ├── PermissionDenied       the caller's role or merchant may not do it  (HTTP 403)
         ├── Conflict               the claim's state does not allow it, or an
         │                          Idempotency-Key was reused for another request (HTTP 409)
+        ├── PayloadTooLarge        a request body larger than its uploads may be (HTTP 413)
+        ├── UnsupportedMediaType   a body that is not a form or JSON as expected (HTTP 415)
         └── RateLimited            too many requests from one key               (HTTP 429)
 
 Messages name what failed, for which input, and what is accepted.
@@ -36,10 +38,12 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RequestError",
     "Unauthorized",
+    "UnsupportedMediaType",
     "ConfigError",
     "CorruptPhotoError",
     "DetectorError",
@@ -146,6 +150,16 @@ class PermissionDenied(RequestError):
 class Conflict(RequestError):
     code = "conflict"
     status = 409
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+    status = 415
 
 
 class RateLimited(RequestError):

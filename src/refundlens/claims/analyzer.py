@@ -83,6 +83,11 @@ def _init(settings: Settings, index_path: str, parent_pid: int | None = None) ->
         os.nice(ANALYSIS_NICENESS)
     cv2.setNumThreads(1)
     logging.getLogger("refundlens").setLevel(logging.ERROR)
+    _load_state(settings, index_path)
+
+
+def _load_state(settings: Settings, index_path: str) -> None:
+    """Build this process's detectors and open the reuse index, once per settings."""
     from ..detectors import create_detectors
     from ..index import ReuseIndex
 
@@ -220,17 +225,10 @@ class InlineAnalysis:
     def __init__(self, settings: Settings, index_path: str) -> None:
         self.settings = settings
         self.index_path = index_path
-        self._ready = False
 
     def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
-        if not self._ready or _STATE.get("settings") is not self.settings:
-            _STATE["settings"] = self.settings
-            from ..detectors import create_detectors
-            from ..index import ReuseIndex
-
-            _STATE["detectors"] = create_detectors(settings=self.settings)
-            _STATE["index"] = ReuseIndex.open(self.index_path)
-            self._ready = True
+        if _STATE.get("settings") is not self.settings:
+            _load_state(self.settings, self.index_path)
         return [analyze_task(t) for t in tasks]
 
     def close(self) -> None:
@@ -378,8 +376,3 @@ def default_engine(svc: Service, *, inline: bool = False) -> Any:
         return InlineAnalysis(svc.settings, str(svc.reuse_index_path))
     return AnalysisPool(svc.settings, str(svc.reuse_index_path),
                         processes=max(1, svc.settings.analysis_workers))
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)

@@ -7,6 +7,7 @@ analysis job in one transaction: a request either leaves a whole claim behind or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from sqlalchemy import Text, func, select
 from sqlalchemy.exc import IntegrityError
@@ -58,6 +59,11 @@ class CheckedUpload:
     upload: Upload
     info: PhotoInfo
     sha256: str
+
+    @property
+    def blob(self) -> tuple[str, bytes]:
+        """``(sha256, bytes)`` for :func:`blobs_kept_if_committed`."""
+        return self.sha256, self.upload.data
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -143,15 +149,21 @@ def check_uploads(svc: Service, uploads: Sequence[Upload], *, field: str,
     return checked
 
 
-def _store_blobs(svc: Service, checked: Sequence[CheckedUpload]) -> list[str]:
-    """Write the blobs; returns the ones this call created (to remove if the rows fail)."""
+@contextlib.contextmanager
+def blobs_kept_if_committed(svc: Service, blobs: Sequence[tuple[str, bytes]]) -> Iterator[None]:
+    """Store ``(sha256, bytes)`` blobs before the rows that name them; if the block raises
+    (its transaction rolled back), remove the blobs this call created."""
     created = []
-    for item in checked:
-        existed = svc.blobs.exists(item.sha256)
-        svc.blobs.put(item.upload.data)
+    for sha, data in blobs:
+        existed = svc.blobs.exists(sha)
+        svc.blobs.put(data)
         if not existed:
-            created.append(item.sha256)
-    return created
+            created.append(sha)
+    try:
+        yield
+    except BaseException:
+        _forget_blobs(svc, created)
+        raise
 
 
 def _forget_blobs(svc: Service, created: Sequence[str]) -> None:
@@ -220,21 +232,16 @@ def add_reference(svc: Service, product_id: str, upload: Upload, *, actor: str,
         product = session.get(Product, product_id)
         if product is None or (merchant_scope and product.merchant_id != merchant_scope):
             raise NotFound(f"product {product_id!r}: no such product", field="product_id")
-    created = _store_blobs(svc, [checked])
-    try:
-        with svc.db.write() as session:
-            ref = ReferencePhoto(id=new_id("ref"), product_id=product_id, sha256=checked.sha256,
-                                 filename=upload.filename[:300] or "reference",
-                                 content_type=checked.info.content_type,
-                                 width=checked.info.width, height=checked.info.height)
-            session.add(ref)
-            session.flush()
-            append_event(session, actor=actor, action="reference_added",
-                         data={"product_id": product_id, "reference_id": ref.id,
-                               "sha256": checked.sha256})
-    except BaseException:
-        _forget_blobs(svc, created)
-        raise
+    with blobs_kept_if_committed(svc, [checked.blob]), svc.db.write() as session:
+        ref = ReferencePhoto(id=new_id("ref"), product_id=product_id, sha256=checked.sha256,
+                             filename=upload.filename[:300] or "reference",
+                             content_type=checked.info.content_type,
+                             width=checked.info.width, height=checked.info.height)
+        session.add(ref)
+        session.flush()
+        append_event(session, actor=actor, action="reference_added",
+                     data={"product_id": product_id, "reference_id": ref.id,
+                           "sha256": checked.sha256})
     return ref
 
 
@@ -330,21 +337,16 @@ def add_shipping_evidence(svc: Service, order_id: str, upload: Upload, *, actor:
         order = session.get(Order, order_id)
         if order is None or (merchant_scope and order.merchant_id != merchant_scope):
             raise NotFound(f"order {order_id!r}: no such order", field="order_id")
-    created = _store_blobs(svc, [checked])
-    try:
-        with svc.db.write() as session:
-            row = ShippingEvidence(id=new_id("shp"), order_id=order_id, sha256=checked.sha256,
-                                   filename=upload.filename[:300] or "shipping",
-                                   content_type=checked.info.content_type, kind="photo",
-                                   width=checked.info.width, height=checked.info.height)
-            session.add(row)
-            session.flush()
-            append_event(session, actor=actor, action="shipping_evidence_added",
-                         data={"order_id": order_id, "evidence_id": row.id,
-                               "sha256": checked.sha256})
-    except BaseException:
-        _forget_blobs(svc, created)
-        raise
+    with blobs_kept_if_committed(svc, [checked.blob]), svc.db.write() as session:
+        row = ShippingEvidence(id=new_id("shp"), order_id=order_id, sha256=checked.sha256,
+                               filename=upload.filename[:300] or "shipping",
+                               content_type=checked.info.content_type, kind="photo",
+                               width=checked.info.width, height=checked.info.height)
+        session.add(row)
+        session.flush()
+        append_event(session, actor=actor, action="shipping_evidence_added",
+                     data={"order_id": order_id, "evidence_id": row.id,
+                           "sha256": checked.sha256})
     return row
 
 
@@ -394,9 +396,8 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
         if cents > order.amount_cents:
             raise InvalidInput(f"amount: {format_amount(cents)} is more than the order's "
                                f"{format_amount(order.amount_cents)}", field="amount")
-    created = _store_blobs(svc, checked)
     try:
-        with svc.db.write() as session:
+        with blobs_kept_if_committed(svc, [c.blob for c in checked]), svc.db.write() as session:
             order = session.get(Order, order_id)
             assert order is not None
             claim = Claim(id=new_id("clm"), order_id=order.id, merchant_id=order.merchant_id,
@@ -421,14 +422,10 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
             emit(svc, session, "claim.submitted", claim, {"photos": len(checked)})
     except IntegrityError:
         # a concurrent retry with the same Idempotency-Key committed first
-        _forget_blobs(svc, created)
         if idempotency_key:
             existing = _replay(svc, scope, idempotency_key, request_hash)
             if existing is not None:
                 return existing, False
-        raise
-    except BaseException:
-        _forget_blobs(svc, created)
         raise
     svc.wake_workers()
     return claim, True

@@ -8,19 +8,19 @@ policy routes; only a person (a reviewer or admin) decides ``rejected``.
 
 from __future__ import annotations
 
-import json
+import hashlib
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Sequence
 
 from sqlalchemy import select
 
-from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from ..errors import Conflict, InvalidInput, NotFound
 from ..jobs import JobContext, enqueue
 from ..store.tables import (Appeal, Claim, ClaimPhoto, Decision, EvidenceRequest,
                             MerchantResponse, utcnow)
 from .audit import append_event
-from .intake import Upload, _forget_blobs, _store_blobs, check_uploads, new_id
+from .intake import Upload, blobs_kept_if_committed, check_uploads, new_id
 from .policy import (BuyerHistory, EvidenceOutcome, RouteDecision, RouteReason, code_in_text,
                      generate_one_time_code, route_claim)
 from .service import Service
@@ -249,41 +249,37 @@ def submit_evidence(svc: Service, claim_id: str, photos: Sequence[Upload], *,
         claim = session.get(Claim, claim_id)
         if claim is None:
             raise NotFound(f"claim {claim_id!r}: no such claim", field="claim_id")
-    created = _store_blobs(svc, checked)
-    try:
-        with svc.db.write() as session:
-            claim = _claim_for_update(session, claim_id)
-            request = session.execute(select(EvidenceRequest).where(
-                EvidenceRequest.claim_id == claim_id, EvidenceRequest.status == "open")
-            ).scalar_one_or_none()
-            if claim.status != "evidence_requested" or request is None:
-                raise Conflict(f"claim {claim_id}: no open evidence request (status "
-                               f"{claim.status})", field="claim_id", code="no_open_request")
-            if request.due_at < utcnow():
-                raise Conflict(f"claim {claim_id}: the evidence request expired at "
-                               f"{request.due_at.isoformat()}", field="claim_id",
-                               code="evidence_expired")
-            position = len(session.execute(select(ClaimPhoto.id).where(
-                ClaimPhoto.claim_id == claim_id)).all())
-            for i, item in enumerate(checked):
-                session.add(ClaimPhoto(
-                    id=new_id("pho"), claim_id=claim_id, position=position + i,
-                    role="evidence", evidence_request_id=request.id, sha256=item.sha256,
-                    filename=item.upload.filename[:300] or f"evidence-{i}",
-                    content_type=item.info.content_type, width=item.info.width,
-                    height=item.info.height))
-            request.status, request.submitted_at = "submitted", utcnow()
-            session.flush()
-            append_event(session, actor=actor, action="evidence_submitted", claim_id=claim_id,
-                         data={"evidence_request_id": request.id,
-                               "photos": [c.sha256 for c in checked]})
-            _set_status(session, claim, "analyzing", actor=actor)
-            enqueue(session, "analyze_claim", claim_id=claim_id, payload={"role": "evidence"})
-            emit(svc, session, "claim.evidence_submitted", claim,
-                 {"evidence_request_id": request.id, "photos": len(checked)})
-    except BaseException:
-        _forget_blobs(svc, created)
-        raise
+    blobs = [c.blob for c in checked]
+    with blobs_kept_if_committed(svc, blobs), svc.db.write() as session:
+        claim = _claim_for_update(session, claim_id)
+        request = session.execute(select(EvidenceRequest).where(
+            EvidenceRequest.claim_id == claim_id, EvidenceRequest.status == "open")
+        ).scalar_one_or_none()
+        if claim.status != "evidence_requested" or request is None:
+            raise Conflict(f"claim {claim_id}: no open evidence request (status "
+                           f"{claim.status})", field="claim_id", code="no_open_request")
+        if request.due_at < utcnow():
+            raise Conflict(f"claim {claim_id}: the evidence request expired at "
+                           f"{request.due_at.isoformat()}", field="claim_id",
+                           code="evidence_expired")
+        position = len(session.execute(select(ClaimPhoto.id).where(
+            ClaimPhoto.claim_id == claim_id)).all())
+        for i, item in enumerate(checked):
+            session.add(ClaimPhoto(
+                id=new_id("pho"), claim_id=claim_id, position=position + i,
+                role="evidence", evidence_request_id=request.id, sha256=item.sha256,
+                filename=item.upload.filename[:300] or f"evidence-{i}",
+                content_type=item.info.content_type, width=item.info.width,
+                height=item.info.height))
+        request.status, request.submitted_at = "submitted", utcnow()
+        session.flush()
+        append_event(session, actor=actor, action="evidence_submitted", claim_id=claim_id,
+                     data={"evidence_request_id": request.id,
+                           "photos": [c.sha256 for c in checked]})
+        _set_status(session, claim, "analyzing", actor=actor)
+        enqueue(session, "analyze_claim", claim_id=claim_id, payload={"role": "evidence"})
+        emit(svc, session, "claim.evidence_submitted", claim,
+             {"evidence_request_id": request.id, "photos": len(checked)})
     svc.wake_workers()
     return request
 
@@ -450,45 +446,31 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
         claim = session.get(Claim, claim_id)
         if claim is None or claim.merchant_id != merchant_id:
             raise NotFound(f"claim {claim_id!r}: no such claim", field="claim_id")
-    created = _store_blobs(svc, checked)
+    blobs = [c.blob for c in checked]
     stored = [{"sha256": c.sha256, "filename": c.upload.filename[:300],
                "content_type": c.info.content_type, "kind": "photo"} for c in checked]
     for upload, kind in videos:
-        sha = svc.blobs.put(upload.data)
-        created.append(sha)
+        sha = hashlib.sha256(upload.data).hexdigest()
+        blobs.append((sha, upload.data))
         stored.append({"sha256": sha, "filename": upload.filename[:300], "content_type": kind,
                        "kind": "video"})
-    try:
-        with svc.db.write() as session:
-            claim = _claim_for_update(session, claim_id)
-            if claim.status in ("approved", "rejected"):
-                raise Conflict(f"claim {claim_id}: decided ({claim.status}); the response "
-                               f"window is closed", field="claim_id", code="invalid_state")
-            response = MerchantResponse(id=new_id("rsp"), claim_id=claim_id,
-                                        merchant_id=merchant_id, text=text, files=stored,
-                                        actor=actor)
-            session.add(response)
-            session.flush()
-            append_event(session, actor=actor, action="merchant_responded", claim_id=claim_id,
-                         data={"response_id": response.id, "files": [f["sha256"] for f in stored],
-                               "text": text[:500]})
-            emit(svc, session, "claim.merchant_responded", claim, {"response_id": response.id})
-            if videos:  # their keyframes become references (claims/keyframes.py)
-                enqueue(session, "extract_keyframes", claim_id=claim_id,
-                        payload={"response_id": response.id})
-    except BaseException:
-        _forget_blobs(svc, created)
-        raise
+    with blobs_kept_if_committed(svc, blobs), svc.db.write() as session:
+        claim = _claim_for_update(session, claim_id)
+        if claim.status in ("approved", "rejected"):
+            raise Conflict(f"claim {claim_id}: decided ({claim.status}); the response "
+                           f"window is closed", field="claim_id", code="invalid_state")
+        response = MerchantResponse(id=new_id("rsp"), claim_id=claim_id,
+                                    merchant_id=merchant_id, text=text, files=stored,
+                                    actor=actor)
+        session.add(response)
+        session.flush()
+        append_event(session, actor=actor, action="merchant_responded", claim_id=claim_id,
+                     data={"response_id": response.id, "files": [f["sha256"] for f in stored],
+                           "text": text[:500]})
+        emit(svc, session, "claim.merchant_responded", claim, {"response_id": response.id})
+        if videos:  # their keyframes become references (claims/keyframes.py)
+            enqueue(session, "extract_keyframes", claim_id=claim_id,
+                    payload={"response_id": response.id})
     if videos:
         svc.wake_workers()
     return response
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def check_actor_may_decide(role: str) -> None:
-    if role not in ("admin", "reviewer"):
-        raise PermissionDenied(f"role {role!r} may not decide claims; reviewers and admins "
-                               f"may")

@@ -8,19 +8,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from ...claims.intake import Upload
-from ...errors import InvalidInput, RequestError
+from ...errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["read_form"]
-
-
-class PayloadTooLarge(RequestError):
-    code = "payload_too_large"
-    status = 413
-
-
-class UnsupportedMediaType(RequestError):
-    code = "unsupported_media_type"
-    status = 415
 
 
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
