@@ -443,11 +443,6 @@ def _replay(svc: Service, scope: str, key: str, request_hash: str) -> Claim | No
         return session.get(Claim, record.claim_id)
 
 
-def count_claims(svc: Service) -> int:
-    with svc.db.read() as session:
-        return session.execute(select(func.count()).select_from(Claim)).scalar_one()
-
-
 def merchant_of(svc: Service, entity: str, entity_id: str) -> str | None:
     """The merchant that owns a product, order or claim (for scope checks)."""
     table: Mapping[str, Any] = {"product": Product, "order": Order, "claim": Claim}
