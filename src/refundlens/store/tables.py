@@ -19,7 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "ConsoleSession",
     "Decision",
-    "EvidenceRequest", "IdempotencyRecord", "Job", "Merchant", "MerchantResponse", "Order",
+    "EvidenceRequest", "IdempotencyRecord", "Job", "LoginAttempt", "Merchant", "MerchantResponse",
+    "Order",
     "Product", "ReferencePhoto", "ShippingEvidence", "User", "WebhookDelivery",
     "WebhookEndpoint", "utcnow",
 ]
@@ -321,6 +322,25 @@ class ConsoleSession(Base):
     user_agent: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginAttempt(Base):
+    """Failed console sign-ins counted for one username or one client address, shared by
+    every process on the database (``web/console/sessions.py``, :class:`LoginThrottle`).
+
+    ``key`` is ``user:`` or ``addr:`` and the sha256 of the normalized name, so a password
+    typed into the username field is not kept in clear. A row is pruned once
+    ``expires_at`` (end of its counting window or of its lockout, whichever is later) has
+    passed.
+    """
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column()
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
