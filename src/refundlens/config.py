@@ -38,6 +38,10 @@ class Settings:
     analysis_workers: int = 1
     public_url: str = ""
     job_lease_s: int = 30
+    login_max_failures: int = 5
+    login_address_max_failures: int = 25
+    login_window_s: int = 900
+    login_lockout_s: int = 900
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -146,6 +150,18 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "Seconds a worker's lease on a job lasts (default 30). A live worker renews it every "
      "third of that while the job runs; a worker that died (SIGKILL, power cut) stops "
      "renewing, and its jobs are taken over once the lease runs out."),
+    ("login_max_failures", "REFUNDLENS_LOGIN_MAX_FAILURES", _positive_int,
+     "Failed console sign-ins for one username within the window that lock it (default 5). "
+     "Counted in the database, so every `serve` process and a restart see the same count; "
+     "a successful sign-in clears the username's count."),
+    ("login_address_max_failures", "REFUNDLENS_LOGIN_ADDRESS_MAX_FAILURES", _positive_int,
+     "Failed console sign-ins from one client address, across usernames, within the window "
+     "that lock the address (default 25)."),
+    ("login_window_s", "REFUNDLENS_LOGIN_WINDOW_S", _positive_int,
+     "Seconds over which failed console sign-ins are counted (default 900); the count "
+     "starts again at the first failure after a window ends."),
+    ("login_lockout_s", "REFUNDLENS_LOGIN_LOCKOUT_S", _positive_int,
+     "Seconds a locked username or address must wait before signing in again (default 900)."),
 ]
 
 

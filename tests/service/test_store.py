@@ -1,6 +1,6 @@
-"""The storage layer: migrations match the table classes on both databases, the schema
-check refuses an old database, blobs are content-addressed and written atomically, and
-times come back timezone-aware."""
+"""The storage layer: migrations match the table classes on both databases, a database at
+an older revision upgrades, the schema check refuses an old database, blobs are
+content-addressed and written atomically, and times come back timezone-aware."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
 
 from refundlens.errors import ConfigError
 from refundlens.store import BlobStore, Database
 from refundlens.store.blobs import BlobNotFound
 from refundlens.store.db import DatabaseError
-from refundlens.store.tables import Base, Merchant
+from refundlens.store.tables import Base, LoginAttempt, Merchant, User
+from refundlens.web.console.sessions import LoginThrottle
 
 
 def test_migrations_create_exactly_the_declared_schema(svc):
@@ -68,3 +70,40 @@ def test_blobs_are_content_addressed_and_idempotent(tmp_path):
     with pytest.raises(BlobNotFound, match="not a sha256"):
         store.get("../../etc/passwd")
     assert not store.exists("../x")
+
+
+def test_a_database_at_0002_upgrades_to_the_login_attempts_table(database_url, tmp_path):
+    """Migration 0003 on a database created at 0002 (an empty one: the fixture's copy is
+    already at head), keeping its rows; the lockout then works on it."""
+    admin = None
+    if database_url.startswith("postgresql"):
+        name = "m_" + database_url.rsplit("/", 1)[1]
+        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        database_url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    else:
+        database_url = f"sqlite:///{tmp_path / 'at-0002.db'}"
+    db = Database(database_url)
+    try:
+        db.upgrade("0002")
+        assert db.current_revision() == "0002" and "login_attempts" not in db.table_names()
+        with db.write() as session:
+            session.add(User(id="usr_old", username="old", password_hash="x", role="reviewer"))
+        db.upgrade()
+        db.check()
+        assert "login_attempts" in db.table_names()
+        with db.read() as session:
+            assert session.get(User, "usr_old").username == "old"
+        throttle = LoginThrottle(db, max_failures=1, address_max_failures=5,
+                                 window=timedelta(minutes=15), lockout=timedelta(minutes=15))
+        assert throttle.attempt("old", "192.0.2.1") == 0
+        assert throttle.attempt("old", "192.0.2.1") > 0
+        with db.read() as session:
+            assert session.query(LoginAttempt).count() == 2
+    finally:
+        db.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()

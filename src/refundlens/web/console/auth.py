@@ -31,9 +31,11 @@ def _safe_next(target: str | None) -> str | None:
 
 
 def _throttle(request: Request) -> LoginThrottle:
+    """The app's throttle; its counts live in the database, shared by every process."""
     state = request.app.state
     if not hasattr(state, "console_login_throttle"):
-        state.console_login_throttle = LoginThrottle()
+        svc = state.service
+        state.console_login_throttle = LoginThrottle.from_settings(svc.db, svc.settings)
     throttle: LoginThrottle = state.console_login_throttle
     return throttle
 
@@ -76,14 +78,13 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
         return again(ctx.t("login_expired_form"), 403)
     ip = request.client.host if request.client else ""
     throttle = _throttle(request)
-    wait = throttle.locked_for(username, ip)
+    wait = throttle.attempt(username, ip)  # counts this attempt as a failure until it succeeds
     if wait > 0:
         return again(ctx.t("login_locked", minutes=max(1, round(wait / 60))), 429)
     user = sign_in(ctx.svc, username.strip(), password) if username.strip() else None
     if user is None or user.role not in ("admin", "reviewer", "merchant"):
-        throttle.failed(username, ip)
         return again(ctx.t("login_failed"), 401)
-    throttle.succeeded(username)
+    throttle.succeeded(username, ip)
     session_token, signed = start_session(ctx.svc, user, lang=ctx.lang, ip=ip,
                                           user_agent=request.headers.get("user-agent", ""))
     with ctx.svc.db.write() as session:

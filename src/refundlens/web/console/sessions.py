@@ -11,11 +11,17 @@ CSRF: every state-changing request (POST) must carry the session's token, as the
 cookie off cross-site POSTs in current browsers; the token covers older ones and same-site
 attackers. The sign-in form, which has no session yet, uses a double-submit cookie.
 
-Throttling (:class:`LoginThrottle`): :data:`MAX_FAILURES` failed sign-ins for one username
-within :data:`FAILURE_WINDOW` lock that username for :data:`LOCKOUT`; an address gets five
-times as many across usernames. It lives in the process (a deployment running several
-``serve`` processes multiplies the allowance by their number); password hashes are scrypt,
-so each guess is slow anyway.
+Throttling (:class:`LoginThrottle`): ``login_max_failures`` failed sign-ins for one
+username within ``login_window_s`` lock that username for ``login_lockout_s``; an address
+is locked after ``login_address_max_failures`` across usernames (settings, docs/settings.md).
+The counts are rows of ``login_attempts``, so every ``serve`` process on the database and a
+restart see the same ones. Each attempt is counted as a failure *before* its password is
+checked, in one transaction that also checks the lock, and forgiven when it succeeds: a
+burst of parallel guesses cannot all slip past the check while the first ones are still
+being verified (scrypt takes tens of milliseconds). Whether the username exists changes
+nothing on the failure path: the same rows are written, and ``sign_in`` checks a dummy hash
+for unknown users. Rows whose window and lockout have both ended are pruned as sign-ins
+come in.
 """
 
 from __future__ import annotations
@@ -24,15 +30,17 @@ import hashlib
 import hmac
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ...claims.service import Service
-from ...store.tables import ConsoleSession, User, utcnow
+from ...config import Settings
+from ...store.db import Database
+from ...store.tables import ConsoleSession, LoginAttempt, User, utcnow
 
 __all__ = ["ABSOLUTE", "COOKIE", "IDLE", "ConsoleUser", "LoginThrottle", "SignedIn",
            "csrf_matches", "end_session", "new_token", "resume_session", "set_language",
@@ -48,10 +56,10 @@ ABSOLUTE = timedelta(hours=24)
 #: The expiry is pushed forward at most this often (one write per session per period,
 #: not one per request).
 TOUCH_EVERY = timedelta(minutes=5)
-
-MAX_FAILURES = 5
-FAILURE_WINDOW = timedelta(minutes=15)
-LOCKOUT = timedelta(minutes=15)
+#: Expired ``login_attempts`` rows are pruned at most this often per process, at most
+#: :data:`PRUNE_BATCH` at a time.
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNE_BATCH = 1000
 
 
 def new_token() -> str:
@@ -151,43 +159,97 @@ def end_session(svc: Service, session_id: str) -> None:
 
 
 class LoginThrottle:
-    """Failed sign-ins per username and per address, with a lockout (module docstring)."""
+    """Failed sign-ins per username and per address in ``login_attempts``, with a lockout
+    (module docstring). One per app; every instance on the same database shares the counts.
 
-    def __init__(self, *, max_failures: int = MAX_FAILURES,
-                 window: timedelta = FAILURE_WINDOW, lockout: timedelta = LOCKOUT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    Use: ``wait = throttle.attempt(username, address)``; refuse when ``wait > 0``; otherwise
+    check the password and call :meth:`succeeded` if it was right (a wrong one was already
+    counted).
+    """
+
+    def __init__(self, db: Database, *, max_failures: int, address_max_failures: int,
+                 window: timedelta, lockout: timedelta,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
         self.max_failures = max_failures
-        self.window_s = window.total_seconds()
-        self.lockout_s = lockout.total_seconds()
+        self.address_max_failures = address_max_failures
+        self.window = window
+        self.lockout = lockout
         self.clock = clock
-        self._failures: dict[str, list[float]] = {}
-        self._locked: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._pruned_at: datetime | None = None
+        self._prune_lock = threading.Lock()
 
-    def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
-        return [("u:" + username.strip().lower(), self.max_failures),
-                ("ip:" + ip, 5 * self.max_failures)]
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings, **options: Any) -> "LoginThrottle":
+        return cls(db, max_failures=settings.login_max_failures,
+                   address_max_failures=settings.login_address_max_failures,
+                   window=timedelta(seconds=settings.login_window_s),
+                   lockout=timedelta(seconds=settings.login_lockout_s), **options)
 
-    def locked_for(self, username: str, ip: str) -> float:
-        """Seconds until sign-in is allowed again (0: allowed now)."""
+    def _keys(self, username: str, address: str) -> tuple[str, str]:
+        """The address's and the username's row keys, in the order every transaction
+        locks them (no deadlock). Names are hashed: a password typed into the username
+        field is not stored in clear."""
+        return ("addr:" + hashlib.sha256(address.encode()).hexdigest(),
+                "user:" + hashlib.sha256(username.strip().lower().encode()).hexdigest())
+
+    def _limit(self, key: str) -> int:
+        return self.max_failures if key.startswith("user:") else self.address_max_failures
+
+    def attempt(self, username: str, address: str) -> float:
+        """Seconds until ``username`` from ``address`` may try again, or 0: then this
+        attempt has been counted as a failure (call :meth:`succeeded` if it was not)."""
         now = self.clock()
-        with self._lock:
-            waits = [self._locked.get(k, 0.0) - now for k, _ in self._keys(username, ip)]
-        return max(0.0, *waits)
+        self._prune(now)
+        keys = self._keys(username, address)
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        upsert = dialect.insert(LoginAttempt).values([
+            {"key": key, "failures": 0, "window_started_at": now,
+             "expires_at": now + self.window} for key in keys])
+        # DO UPDATE (a no-op) rather than DO NOTHING: it locks an existing row in the same
+        # statement, so a concurrent prune cannot delete it between insert and select.
+        upsert = upsert.on_conflict_do_update(index_elements=["key"],
+                                              set_={"failures": LoginAttempt.failures})
+        with self.db.write() as session:
+            session.execute(upsert)
+            rows = session.execute(select(LoginAttempt).where(LoginAttempt.key.in_(keys))
+                                   .order_by(LoginAttempt.key).with_for_update()
+                                   ).scalars().all()
+            locked = [row.locked_until - now for row in rows
+                      if row.locked_until is not None and row.locked_until > now]
+            if locked:
+                return max(locked).total_seconds()  # refused: nothing counted
+            for row in rows:
+                if row.locked_until is not None or row.window_started_at + self.window <= now:
+                    row.failures, row.window_started_at, row.locked_until = 0, now, None
+                row.failures += 1
+                if row.failures >= self._limit(row.key):
+                    row.locked_until = now + self.lockout
+                row.expires_at = max(row.window_started_at + self.window,
+                                     row.locked_until or now)
+        return 0.0
 
-    def failed(self, username: str, ip: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) > 100_000:  # bounded memory under a spray of usernames
-                self._failures.clear()
-            for key, limit in self._keys(username, ip):
-                recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-                recent.append(now)
-                self._failures[key] = recent
-                if len(recent) >= limit:
-                    self._locked[key] = now + self.lockout_s
-                    self._failures[key] = []
+    def succeeded(self, username: str, address: str) -> None:
+        """The attempt was right: the username's count is cleared, the address's attempt
+        forgiven (and its lock lifted if that attempt was the one that set it)."""
+        addr_key, user_key = self._keys(username, address)
+        with self.db.write() as session:
+            row = session.execute(select(LoginAttempt).where(LoginAttempt.key == addr_key)
+                                  .with_for_update()).scalar_one_or_none()
+            if row is not None and row.failures > 0:
+                row.failures -= 1
+                if row.failures < self._limit(addr_key):
+                    row.locked_until = None
+            session.execute(delete(LoginAttempt).where(LoginAttempt.key == user_key))
 
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop("u:" + username.strip().lower(), None)
+    def _prune(self, now: datetime) -> None:
+        """Delete rows whose window and lockout have ended (at most every PRUNE_EVERY);
+        its own transaction, skipping rows another sign-in holds."""
+        with self._prune_lock:
+            if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+                return
+            self._pruned_at = now
+        expired = (select(LoginAttempt.key).where(LoginAttempt.expires_at < now)
+                   .limit(PRUNE_BATCH).with_for_update(skip_locked=True))
+        with self.db.write() as session:
+            session.execute(delete(LoginAttempt).where(LoginAttempt.key.in_(expired)))
