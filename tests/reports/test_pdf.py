@@ -291,3 +291,17 @@ def test_the_renderer_may_load_only_data_uris_and_the_font():
         with pytest.raises(ValueError, match="no external resource"):
             fetcher.fetch(url)
     assert fetcher.fetch("data:text/plain;base64,aGk=").read() == b"hi"
+
+
+def test_timeline_actions_are_shown_in_words_beside_their_names(tmp_path):
+    detail = {"id": "clm_words", "timeline": [
+        {"at": "2026-11-20T02:00:00+00:00", "actor": "key:intake", "action": "claim_submitted"},
+        {"at": "2026-11-20T02:00:09+00:00", "actor": "policy", "action": "status_changed",
+         "data": {"from": "analyzing", "to": "in_review"}},
+        {"at": "2026-11-20T03:00:00+00:00", "actor": "later", "action": "from_a_later_version"}]}
+    for lang, words in (("zh", ("提交申请", "状态变更")),
+                        ("en", ("Claimsubmitted", "Statuschanged"))):
+        flat = squash(pdf_text(render_claim_pdf(detail, load_blob=Blobs().__getitem__,
+                                                lang=lang), tmp_path, lang))
+        for word in (*words, "claim_submitted", "status_changed", "from_a_later_version"):
+            assert word in flat, (lang, word)

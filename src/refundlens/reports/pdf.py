@@ -35,6 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from PIL import Image
 
+from ..claims.actions import action_label
 from ..errors import ConfigError
 from ..reasons import REASONS
 from .figures import (
@@ -516,7 +517,9 @@ def _context(detail: Mapping[str, Any], *, images: ImageStore, lang: str,
                        "created_at": _when(d.get("created_at")),
                        "audit_hash": d.get("audit_hash") or ""} for d in decisions],
         "timeline": [{"at": _when(e.get("at")), "actor": e.get("actor") or "",
-                      "action": e.get("action") or "", "data": _timeline_data(e.get("data"))}
+                      "action": e.get("action") or "",
+                      "label": action_label(str(e.get("action") or ""), lang),
+                      "data": _timeline_data(e.get("data"))}
                      for e in detail.get("timeline") or () if isinstance(e, Mapping)],
         "decision_hash": audit.get("decision_hash") or "",
         "head_hash": audit.get("head_hash") or "",

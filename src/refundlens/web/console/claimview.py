@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import select
 
+from ...claims.actions import action_label
 from ...claims.service import Service
 from ...reasons import REASONS
 from ...store.tables import ShippingEvidence
@@ -151,6 +152,7 @@ def claim_view(detail: Mapping[str, Any], lang: str) -> dict[str, Any]:
                  for f in r.get("files") or []]
         responses.append({**r, "files": files})
     timeline = [{"seq": e["seq"], "at": e["at"], "actor": e["actor"], "action": e["action"],
+                 "label": action_label(e["action"], lang) or e["action"],
                  "summary": _summary(e.get("data") or {}), "hash": e["hash"],
                  "note": (e.get("data") or {}).get("text") if e["action"] == "note_added"
                  else None}
