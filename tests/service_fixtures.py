@@ -13,15 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from refundlens.claims.access import create_key
-from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
-from refundlens.claims.keyframes import handle_extract_keyframes
+from refundlens.claims.analyzer import InlineAnalysis
 from refundlens.claims.service import Service, open_service
-from refundlens.claims.webhooks import handle_deliver_webhook
-from refundlens.claims.workflow import expire_evidence, on_job_failed
+from refundlens.claims.workflow import on_job_failed
 from refundlens.config import load_settings
 from refundlens.jobs import Worker
 from refundlens.store import Database
 from refundlens.web import create_app
+from refundlens.web.app import job_handlers
 
 
 from pgserver import PostgresServer
@@ -64,9 +63,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Any:
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Any:
+    """The service's settings; ``@pytest.mark.settings(name=value, ...)`` changes some for
+    one test (e.g. ``webhook_allow_private=True`` for a receiver on 127.0.0.1)."""
+    marker = request.node.get_closest_marker("settings")
     return load_settings(environ={}, data_dir=tmp_path / "data", database_url=database_url,
-                         analysis_workers=0)
+                         analysis_workers=0, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture
@@ -79,13 +81,9 @@ def svc(settings: Any) -> Iterator[Service]:
 @pytest.fixture
 def run_jobs(svc: Service) -> Callable[[], int]:
     """Run every ready job in this thread (analysis in-process); returns how many ran."""
-    engine = InlineAnalysis(svc.settings, str(svc.reuse_index_path))
-    worker = Worker(svc.db, {
-        "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
-        "deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
-        "expire_evidence": lambda ctx: expire_evidence(svc, ctx),
-        "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)},
-        on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
+    heavy, light = job_handlers(svc, InlineAnalysis(svc.settings, str(svc.reuse_index_path)))
+    worker = Worker(svc.db, {**heavy, **light},
+                    on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
     return worker.run_until_idle
 
 

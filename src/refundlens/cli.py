@@ -136,6 +136,14 @@ def _service_parsers(sub: Any) -> None:
     db_sub.add_parser("upgrade", help="apply the migrations (Alembic) up to the newest")
     db_sub.add_parser("current", help="print the schema revision")
 
+    blobs = sub.add_parser("blobs", help="the blob store (uploads, masks, keyframes)")
+    blobs_sub = blobs.add_subparsers(dest="blobs_command", required=True, metavar="ACTION")
+    sweep = blobs_sub.add_parser("sweep", help="remove blobs no row names (left by failed "
+                                               "requests), older than the grace period")
+    sweep.add_argument("--grace-hours", type=float, default=24.0, metavar="H",
+                       help="keep blobs stored within the last H hours (default 24, "
+                            "at least 0.17)")
+
     audit = sub.add_parser("audit", help="the audit chain")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check every event's hash and link; exit 4 "
@@ -387,6 +395,22 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_blobs(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from .claims.retention import sweep_blobs
+
+    svc = _service()
+    try:
+        report = sweep_blobs(svc, grace=timedelta(hours=args.grace_hours), actor="cli")
+    finally:
+        svc.close()
+    print(f"blob sweep: {report.examined} blobs older than {args.grace_hours:g} h examined, "
+          f"{report.kept_in_use} in use, {report.removed} removed "
+          f"({report.removed_bytes / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .claims.audit import verify_chain
 
@@ -412,7 +436,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 _COMMANDS = {"scan": _cmd_scan, "batch": _cmd_batch, "demo": _cmd_demo,
              "detectors": _cmd_detectors, "reasons": _cmd_reasons, "serve": _cmd_serve,
              "worker": _cmd_worker, "keys": _cmd_keys, "users": _cmd_users, "db": _cmd_db,
-             "audit": _cmd_audit}
+             "blobs": _cmd_blobs, "audit": _cmd_audit}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -171,8 +171,10 @@ def _jobs(engine: Engine) -> list[Any]:
 
 
 def _finished(job: Any) -> bool:
-    """Done — or, for an evidence request's deadline, waiting for its day (days ahead)."""
-    return job.status == "done" or (job.kind == "expire_evidence" and job.status == "queued")
+    """Done — or waiting for its time: an evidence request's deadline (days ahead), the
+    next blob sweep (hours ahead)."""
+    return job.status == "done" or (job.kind in ("expire_evidence", "sweep_blobs")
+                                    and job.status == "queued")
 
 
 @pytest.mark.slow

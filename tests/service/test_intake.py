@@ -6,7 +6,9 @@ claim, pseudonymous buyer ids)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +21,9 @@ from sqlalchemy import func, select, text
 
 from conftest import jpeg, textured_rgb
 from refundlens.claims import intake
-from refundlens.claims.access import create_key
+from refundlens.claims.access import create_key, rotate_key
 from refundlens.claims.intake import Upload
+from refundlens.claims.retention import sweep_blobs
 from refundlens.claims.service import open_service
 from refundlens.config import load_settings
 from refundlens.errors import Conflict
@@ -49,8 +52,9 @@ def overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, overrides: dict[str, Any]) -> Any:
+    # ``shop`` subscribes a webhook receiver on 127.0.0.1
     return load_settings(environ={}, data_dir=tmp_path / "data", database_url=database_url,
-                         analysis_workers=0, **overrides)
+                         analysis_workers=0, webhook_allow_private=True, **overrides)
 
 
 @pytest.fixture
@@ -191,7 +195,7 @@ def test_a_failure_while_writing_a_claim_is_a_500_and_leaves_nothing(raw_client,
                       **{"Idempotency-Key": "k-500"})
     error = _error(response, 500, "internal_error", None)
     assert "queue table" not in error["message"]
-    assert _state(svc) == before
+    _expect_only_orphan_blobs(svc, before, [GOOD, GOOD_2])
     monkeypatch.undo()
     retried = _claim(raw_client, keys.intake, shop["order_id"], [GOOD, GOOD_2],
                      **{"Idempotency-Key": "k-500"})
@@ -209,7 +213,24 @@ def test_a_failure_while_writing_a_reference_is_a_500_and_leaves_nothing(raw_cli
                                files={"file": ("listing.jpg", GOOD, "image/jpeg")},
                                headers=keys.admin)
     _error(response, 500, "internal_error", None)
-    assert _state(svc) == before
+    _expect_only_orphan_blobs(svc, before, [GOOD])
+
+
+def _expect_only_orphan_blobs(svc: Any, before: dict[str, Any], photos: list[bytes]) -> None:
+    """No row was written; the photos stored before the transaction failed are blobs no
+    row names, which the blob sweep removes once past its grace period."""
+    after = _state(svc)
+    orphans = sorted(hashlib.sha256(p).hexdigest() for p in photos)
+    assert {**after, "blob files": before["blob files"]} == before
+    assert sorted(set(after["blob files"]) - set(before["blob files"])) == orphans
+    two_days_ago = time.time() - 2 * 86400
+    for name in after["blob files"]:
+        os.utime(svc.blobs.path(name), (two_days_ago, two_days_ago))
+    report = sweep_blobs(svc)
+    assert report.removed == len(orphans)
+    swept = _state(svc)
+    assert swept["audit_events"] == before["audit_events"] + 1  # the sweep's own record
+    assert {**swept, "audit_events": before["audit_events"]} == before
 
 
 def test_a_refused_merchant_response_leaves_nothing(client, keys, svc, shop):
@@ -301,6 +322,24 @@ def test_idempotency_keys_are_scoped_per_api_key(client, keys, svc, shop):
     assert _claim(client, other, shop["order_id"], [GOOD_2], amount="30.00",
                   **{"Idempotency-Key": "same"}).json()["id"] == b.json()["id"]
     assert _state(svc)["claims"] == 2
+
+
+def test_a_retry_with_the_successor_of_a_rotated_key_finds_the_claim(client, keys, svc,
+                                                                      shop):
+    """Idempotency-Keys belong to the key's rotation chain, not to one key: a client that
+    rotates its key between a timed-out request and its retry must not file twice."""
+    first_key, token = create_key(svc, role="intake")
+    first = _claim(client, {"Authorization": f"Bearer {token}"}, shop["order_id"], [GOOD],
+                   **{"Idempotency-Key": "rotate-me"})
+    assert first.status_code == 202, first.text
+    successor = first_key
+    for _ in range(2):  # rotated twice: the chain still finds it
+        successor, token = rotate_key(svc, successor.id)
+        retry = _claim(client, {"Authorization": f"Bearer {token}"}, shop["order_id"],
+                       [GOOD], **{"Idempotency-Key": "rotate-me"})
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["id"] == first.json()["id"]
+    assert _state(svc)["claims"] == 1
 
 
 def test_without_a_key_each_request_is_a_new_claim(client, keys, svc, shop):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -37,6 +38,8 @@ class Caller:
     merchant_id: str | None = None
     #: when the key stops working (a rotated key's grace end); caches must not outlive it
     expires_at: datetime | None = field(default=None, compare=False)
+    #: the first key of this key's rotation chain (itself if never rotated)
+    lineage: str = field(default="", compare=False)
 
     @property
     def actor(self) -> str:
@@ -46,6 +49,12 @@ class Caller:
         if self.role not in roles:
             raise PermissionDenied(f"role {self.role!r} may not do this; allowed: "
                                    f"{', '.join(roles)}")
+
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose Idempotency-Keys this caller's are: the key's whole rotation chain, so a
+        client retrying with the successor of a rotated key gets the same claim back."""
+        return self.lineage or self.key_id
 
     @property
     def merchant_scope(self) -> str | None:
@@ -122,7 +131,20 @@ def authenticate_key(svc: Service, token: str) -> Caller | None:
             return None
         if not hmac.compare_digest(row.secret_hash, hash_secret(parts.secret)):
             return None
-        return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at)
+        return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at,
+                      lineage=_lineage(session, row))
+
+
+def _lineage(session: Any, row: ApiKey) -> str:
+    """The first key of ``row``'s rotation chain (``replaces`` links, newest to oldest)."""
+    first, seen = row.id, {row.id}
+    previous = row.replaces
+    while previous and previous not in seen and len(seen) < 1000:
+        first = previous
+        seen.add(previous)
+        previous = session.execute(select(ApiKey.replaces).where(ApiKey.id == previous)
+                                   ).scalar_one_or_none()
+    return first
 
 
 def create_user(svc: Service, *, username: str, password: str, role: str,

@@ -2,12 +2,13 @@
 
 Every function validates all of its input before it writes anything, stores uploads in
 the blob store before the rows that name them, and commits rows, audit events and the
-analysis job in one transaction: a request either leaves a whole claim behind or nothing.
+analysis job in one transaction: a request either leaves a whole claim behind or no row
+(a blob stored for a request that then failed is removed by the blob sweep, see
+:mod:`refundlens.claims.retention`, never on the request path).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -15,16 +16,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Text, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, InvalidInput, NotFound, PhotoError
 from ..imaging import PhotoInfo, probe_photo
 from ..jobs import enqueue
-from ..store.tables import (Claim, ClaimPhoto, IdempotencyRecord, Merchant, MerchantResponse,
-                            Order, Product, ReferencePhoto, ShippingEvidence)
+from ..store.tables import (Claim, ClaimPhoto, IdempotencyRecord, Merchant, Order, Product,
+                            ReferencePhoto, ShippingEvidence)
 from .audit import append_event
 from .service import Service
 from .webhooks import emit
@@ -39,10 +40,17 @@ CLAIM_TYPES = ("refund_only", "return_refund")
 _SKU = re.compile(r"^[\w.\-/:#]{1,100}$", re.UNICODE)
 
 
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
 def new_id(prefix: str) -> str:
     """``prefix_`` + 20 random base-32 characters (100 bits): unguessable, URL-safe."""
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-    return prefix + "_" + "".join(secrets.choice(alphabet) for _ in range(20))
+    bits = int.from_bytes(secrets.token_bytes(13), "big") >> 4  # 100 random bits
+    chars = []
+    for _ in range(20):
+        bits, digit = divmod(bits, 32)
+        chars.append(_ID_ALPHABET[digit])
+    return prefix + "_" + "".join(chars)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class CheckedUpload:
 
     @property
     def blob(self) -> tuple[str, bytes]:
-        """``(sha256, bytes)`` for :func:`blobs_kept_if_committed`."""
+        """``(sha256, bytes)`` for :meth:`BlobStore.put_many`."""
         return self.sha256, self.upload.data
 
 
@@ -149,45 +157,6 @@ def check_uploads(svc: Service, uploads: Sequence[Upload], *, field: str,
     return checked
 
 
-@contextlib.contextmanager
-def blobs_kept_if_committed(svc: Service, blobs: Sequence[tuple[str, bytes]]) -> Iterator[None]:
-    """Store ``(sha256, bytes)`` blobs before the rows that name them; if the block raises
-    (its transaction rolled back), remove the blobs this call created."""
-    created = []
-    for sha, data in blobs:
-        existed = svc.blobs.exists(sha)
-        svc.blobs.put(data)
-        if not existed:
-            created.append(sha)
-    try:
-        yield
-    except BaseException:
-        _forget_blobs(svc, created)
-        raise
-
-
-def _forget_blobs(svc: Service, created: Sequence[str]) -> None:
-    """Remove blobs written for a request whose rows were not committed, unless some
-    committed row names them meanwhile (the same photo in another claim)."""
-    if not created:
-        return
-    with svc.db.read() as session:
-        used = set(session.execute(select(ClaimPhoto.sha256)
-                                   .where(ClaimPhoto.sha256.in_(created))).scalars())
-        used |= set(session.execute(select(ReferencePhoto.sha256)
-                                    .where(ReferencePhoto.sha256.in_(created))).scalars())
-        used |= set(session.execute(select(ShippingEvidence.sha256)
-                                    .where(ShippingEvidence.sha256.in_(created))).scalars())
-        for sha in set(created) - used:
-            # merchant responses keep their files in a JSON list (photos and videos)
-            if session.execute(select(MerchantResponse.id).where(
-                    func.cast(MerchantResponse.files, Text()).like(f"%{sha}%")).limit(1)
-                    ).first():
-                used.add(sha)
-    for sha in set(created) - used:
-        svc.blobs.path(sha).unlink(missing_ok=True)
-
-
 # --- merchants, products, orders -----------------------------------------------------------
 
 def create_merchant(svc: Service, *, name: Any, actor: str) -> Merchant:
@@ -232,7 +201,8 @@ def add_reference(svc: Service, product_id: str, upload: Upload, *, actor: str,
         product = session.get(Product, product_id)
         if product is None or (merchant_scope and product.merchant_id != merchant_scope):
             raise NotFound(f"product {product_id!r}: no such product", field="product_id")
-    with blobs_kept_if_committed(svc, [checked.blob]), svc.db.write() as session:
+    svc.blobs.put_many([checked.blob])
+    with svc.db.write() as session:
         ref = ReferencePhoto(id=new_id("ref"), product_id=product_id, sha256=checked.sha256,
                              filename=upload.filename[:300] or "reference",
                              content_type=checked.info.content_type,
@@ -337,7 +307,8 @@ def add_shipping_evidence(svc: Service, order_id: str, upload: Upload, *, actor:
         order = session.get(Order, order_id)
         if order is None or (merchant_scope and order.merchant_id != merchant_scope):
             raise NotFound(f"order {order_id!r}: no such order", field="order_id")
-    with blobs_kept_if_committed(svc, [checked.blob]), svc.db.write() as session:
+    svc.blobs.put_many([checked.blob])
+    with svc.db.write() as session:
         row = ShippingEvidence(id=new_id("shp"), order_id=order_id, sha256=checked.sha256,
                                filename=upload.filename[:300] or "shipping",
                                content_type=checked.info.content_type, kind="photo",
@@ -397,7 +368,8 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
             raise InvalidInput(f"amount: {format_amount(cents)} is more than the order's "
                                f"{format_amount(order.amount_cents)}", field="amount")
     try:
-        with blobs_kept_if_committed(svc, [c.blob for c in checked]), svc.db.write() as session:
+        svc.blobs.put_many([c.blob for c in checked])
+        with svc.db.write() as session:
             order = session.get(Order, order_id)
             assert order is not None
             claim = Claim(id=new_id("clm"), order_id=order.id, merchant_id=order.merchant_id,

@@ -20,7 +20,7 @@ from ..jobs import JobContext, enqueue
 from ..store.tables import (Appeal, Claim, ClaimPhoto, Decision, EvidenceRequest,
                             MerchantResponse, utcnow)
 from .audit import append_event
-from .intake import Upload, blobs_kept_if_committed, check_uploads, new_id
+from .intake import Upload, check_uploads, new_id
 from .policy import (BuyerHistory, EvidenceOutcome, RouteDecision, RouteReason, code_in_text,
                      generate_one_time_code, route_claim)
 from .service import Service
@@ -250,7 +250,8 @@ def submit_evidence(svc: Service, claim_id: str, photos: Sequence[Upload], *,
         if claim is None:
             raise NotFound(f"claim {claim_id!r}: no such claim", field="claim_id")
     blobs = [c.blob for c in checked]
-    with blobs_kept_if_committed(svc, blobs), svc.db.write() as session:
+    svc.blobs.put_many(blobs)
+    with svc.db.write() as session:
         claim = _claim_for_update(session, claim_id)
         request = session.execute(select(EvidenceRequest).where(
             EvidenceRequest.claim_id == claim_id, EvidenceRequest.status == "open")
@@ -454,7 +455,8 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
         blobs.append((sha, upload.data))
         stored.append({"sha256": sha, "filename": upload.filename[:300], "content_type": kind,
                        "kind": "video"})
-    with blobs_kept_if_committed(svc, blobs), svc.db.write() as session:
+    svc.blobs.put_many(blobs)
+    with svc.db.write() as session:
         claim = _claim_for_update(session, claim_id)
         if claim.status in ("approved", "rejected"):
             raise Conflict(f"claim {claim_id}: decided ({claim.status}); the response "

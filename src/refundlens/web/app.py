@@ -21,31 +21,44 @@ from .console import install_console
 from .deps import KeyCache, RateLimiter
 from .errors import install_error_handlers
 
-__all__ = ["create_app", "start_workers", "stop_workers"]
+__all__ = ["create_app", "job_handlers", "start_workers", "stop_workers"]
 
 log = logging.getLogger(__name__)
 
 
+def job_handlers(svc: Service, engine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every job kind's handler: ``(heavy, light)`` — analysis and keyframes, which use the
+    analysis ``engine`` or decode video, and the rest, which must never wait behind them."""
+    from ..claims.analyzer import handle_analyze_claim
+    from ..claims.keyframes import handle_extract_keyframes
+    from ..claims.retention import handle_sweep_blobs
+    from ..claims.webhooks import handle_deliver_webhook
+    from ..claims.workflow import expire_evidence
+
+    heavy = {"analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
+             "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)}
+    light = {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
+             "expire_evidence": lambda ctx: expire_evidence(svc, ctx),
+             "sweep_blobs": lambda ctx: handle_sweep_blobs(svc, ctx)}
+    return heavy, light
+
+
 def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False) -> list[Any]:
     """Start the job workers: analysis threads feeding a process pool, and one thread for
-    the light jobs (webhook deliveries, evidence deadlines) so they never wait behind
-    photos. Returns what to stop."""
-    from ..claims.analyzer import default_engine, handle_analyze_claim
-    from ..claims.keyframes import handle_extract_keyframes
-    from ..claims.webhooks import handle_deliver_webhook
-    from ..claims.workflow import expire_evidence, on_job_failed
+    the light jobs (webhook deliveries, evidence deadlines, the blob sweep) so they never
+    wait behind photos. Returns what to stop."""
+    from ..claims.analyzer import default_engine
+    from ..claims.retention import schedule_sweep
+    from ..claims.workflow import on_job_failed
     from ..jobs import Worker
 
     engine = default_engine(svc, inline=inline)
-    analysis = Worker(svc.db, {"analyze_claim": lambda ctx: handle_analyze_claim(svc, engine,
-                                                                                 ctx),
-                               "extract_keyframes": lambda ctx: handle_extract_keyframes(svc,
-                                                                                         ctx)},
-                      threads=max(1, analysis_processes), lease_s=svc.settings.job_lease_s,
+    heavy, light_handlers = job_handlers(svc, engine)
+    analysis = Worker(svc.db, heavy, threads=max(1, analysis_processes),
+                      lease_s=svc.settings.job_lease_s,
                       on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
-    light = Worker(svc.db, {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
-                            "expire_evidence": lambda ctx: expire_evidence(svc, ctx)},
-                   threads=1, lease_s=svc.settings.job_lease_s)
+    light = Worker(svc.db, light_handlers, threads=1, lease_s=svc.settings.job_lease_s)
+    schedule_sweep(svc)
     analysis.start()
     light.start()
 

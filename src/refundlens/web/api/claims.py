@@ -67,7 +67,7 @@ async def create_claim(request: Request, who: Caller = Depends(caller)) -> Any:
     claim, created = await run_in_threadpool(
         intake.create_claim, svc, order_id=fields.get("order_id"), type=fields.get("type"),
         reason=fields.get("reason"), amount=fields.get("amount"),
-        photos=files.get("photos", []), actor=who.actor, api_key_id=who.key_id,
+        photos=files.get("photos", []), actor=who.actor, api_key_id=who.idempotency_scope,
         idempotency_key=request.headers.get("idempotency-key"))
     return JSONResponse({"id": claim.id, "status": claim.status},
                         status_code=202 if created else 200,
