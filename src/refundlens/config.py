@@ -38,6 +38,7 @@ class Settings:
     analysis_workers: int = 1
     public_url: str = ""
     job_lease_s: int = 30
+    webhook_allow_private: bool = False
     login_max_failures: int = 5
     login_address_max_failures: int = 25
     login_window_s: int = 900
@@ -150,6 +151,12 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "Seconds a worker's lease on a job lasts (default 30). A live worker renews it every "
      "third of that while the job runs; a worker that died (SIGKILL, power cut) stops "
      "renewing, and its jobs are taken over once the lease runs out."),
+    ("webhook_allow_private", "REFUNDLENS_WEBHOOK_ALLOW_PRIVATE", _bool,
+     "Accept webhook receivers at private (10/8, 172.16/12, 192.168/16, 100.64/10, "
+     "fc00::/7) and loopback addresses, for on-premises deployments whose receivers live on "
+     "a private network (default off: public addresses only). Link-local (169.254.169.254, "
+     "cloud metadata), multicast, reserved and unspecified addresses are refused either "
+     "way; the address is checked at registration and at every delivery."),
     ("login_max_failures", "REFUNDLENS_LOGIN_MAX_FAILURES", _positive_int,
      "Failed console sign-ins for one username within the window that lock it (default 5). "
      "Counted in the database, so every `serve` process and a restart see the same count; "

@@ -344,6 +344,7 @@ def test_the_string_table_has_both_languages_for_every_key():
 
 # --- reviewer actions ----------------------------------------------------------------------
 
+@pytest.mark.settings(webhook_allow_private=True)  # the subscriber is on 127.0.0.1
 def test_reviewer_actions_reach_the_api_the_audit_chain_and_the_webhooks(
         svc, client, keys, world):
     created = client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"},

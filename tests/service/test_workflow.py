@@ -128,8 +128,9 @@ def settings(tmp_path: Any, database_url: str, policy_text: str | None) -> Any:
         path = tmp_path / "policy.yaml"
         path.write_text(policy_text, encoding="utf-8")
         environ["REFUNDLENS_POLICY"] = str(path)
+    # the webhook receiver (``hooks``) is a local test server on 127.0.0.1
     return load_settings(environ=environ, data_dir=tmp_path / "data", database_url=database_url,
-                         analysis_workers=0)
+                         analysis_workers=0, webhook_allow_private=True)
 
 
 # --- after every test: no machine rejection, an intact chain -------------------------------

@@ -82,7 +82,10 @@ class EvidenceRequestCreate(_Body):
 
 
 class WebhookCreate(_Body):
-    url: str
+    url: str = Field(description="The receiver: an http:// or https:// URL whose host is at "
+                                 "public addresses only, checked again at every delivery "
+                                 "(`REFUNDLENS_WEBHOOK_ALLOW_PRIVATE` admits private and "
+                                 "loopback ones).")
     events: list[str] = Field(default_factory=list, description="Empty: every event.")
     secret: str | None = Field(default=None, description="Signing secret; generated when "
                                                          "absent and returned once.")
