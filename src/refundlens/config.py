@@ -11,11 +11,17 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
 from .imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
-__all__ = ["SETTINGS", "Settings", "load_settings"]
+__all__ = ["DEFAULT_TIMEZONE", "SETTINGS", "Settings", "load_settings", "time_zone"]
+
+
+#: The zone times are shown in when none is set: the platforms this serves run on China
+#: Standard Time.
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class Settings:
     detectors: tuple[str, ...] = ()
     c2pa_trust_anchors: Path | None = None
     ocr: bool = True
+    timezone: str = DEFAULT_TIMEZONE
     workers: int = 1
     database_url: str = ""
     pii_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -44,8 +51,32 @@ class Settings:
     login_window_s: int = 900
     login_lockout_s: int = 900
 
+    def __post_init__(self) -> None:
+        self.zone  # an unknown time zone is refused here, at start-up, not on first use
+
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone the console and the reports show times in (``timezone``)."""
+        return time_zone(self.timezone)
+
+
+def time_zone(name: str, *, setting: str = "REFUNDLENS_TIMEZONE") -> ZoneInfo:
+    """The IANA time zone ``name`` (``Asia/Shanghai``, ``Europe/Berlin``, ``UTC``).
+
+    Raises:
+        ConfigError: no such zone; the message names ``setting`` and what is accepted.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(
+            f"setting {setting}={name!r}: unknown time zone; expected an IANA time zone name "
+            f"such as Asia/Shanghai, Asia/Hong_Kong, Europe/Berlin or UTC (names are "
+            f"case-sensitive; the zone data comes from the system or the tzdata package)"
+        ) from None
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -123,6 +154,9 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "PEM file of trusted C2PA signer roots; signers chaining to them read as trusted."),
     ("ocr", "REFUNDLENS_OCR", _bool,
      "Run OCR for visible AI marks (default on)."),
+    ("timezone", "REFUNDLENS_TIMEZONE", _text,
+     "IANA time zone the console and the PDF reports show times in, with its UTC offset "
+     "beside them (default `Asia/Shanghai`); an unknown name is refused at start-up."),
     ("workers", "REFUNDLENS_WORKERS", _positive_int,
      "Worker processes for batch analysis (default 1)."),
     ("database_url", "REFUNDLENS_DATABASE_URL", _text,

@@ -440,6 +440,75 @@ def test_queue_filters_are_checked_and_applied(client, world):
         assert refused.status_code == 422 and field in refused.text, bad
 
 
+# --- time zone -----------------------------------------------------------------------------
+
+def _shown(instant: str, zone: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(instant).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def test_times_are_shown_in_asia_shanghai_by_default_and_the_page_says_so(client, keys,
+                                                                         world):
+    claim = world["claims"]["a1"]
+    created = client.get(f"/api/v1/claims/{claim}", headers=keys.admin).json()["created_at"]
+    _signed_in(client, "rev")
+    page = client.get(f"/console/claims/{claim}").text
+    assert f'<time datetime="{created}" title="Asia/Shanghai, UTC+08:00">' \
+           f'{_shown(created, "Asia/Shanghai")}</time>' in page
+    assert "时间均按 Asia/Shanghai 时区显示（UTC+08:00）" in page
+    assert "Times are in Asia/Shanghai (UTC+08:00)" in client.get("/console/queue?lang=en").text
+
+
+@pytest.mark.settings(timezone="America/New_York")
+def test_the_timezone_setting_moves_every_time_and_names_the_zone(svc, client, keys, world):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    claim = world["claims"]["a1"]
+    created = client.get(f"/api/v1/claims/{claim}", headers=keys.admin).json()["created_at"]
+    _signed_in(client, "rev")
+    page = client.get(f"/console/claims/{claim}?lang=en").text
+    # New York is UTC-05:00 or, in summer, UTC-04:00: the offset of each time is its own
+    then = datetime.fromisoformat(created).astimezone(ZoneInfo("America/New_York"))
+    offset = then.strftime("%z")
+    assert f'title="America/New_York, UTC{offset[:3]}:{offset[3:]}">' \
+           f'{_shown(created, "America/New_York")}</time>' in page
+    now = datetime.now(ZoneInfo("America/New_York")).strftime("%z")
+    assert f"Times are in America/New_York (UTC{now[:3]}:{now[3:]})" in page
+    assert _shown(created, "Asia/Shanghai") not in page
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_setting():
+    from refundlens.config import load_settings
+    from refundlens.errors import ConfigError
+
+    assert str(load_settings(environ={}).zone) == "Asia/Shanghai"
+    assert str(load_settings(environ={"REFUNDLENS_TIMEZONE": " Europe/Berlin "}).zone) == \
+        "Europe/Berlin"
+    for bad in ("Mars/Olympus_Mons", "asia/shanghai", "CST", "", "../etc/passwd"):
+        with pytest.raises(ConfigError, match=r"REFUNDLENS_TIMEZONE=.*unknown time zone; "
+                                              r"expected an IANA time zone name"):
+            load_settings(environ={"REFUNDLENS_TIMEZONE": bad})
+    with pytest.raises(ConfigError, match="REFUNDLENS_TIMEZONE"):
+        load_settings(environ={}, timezone="Nowhere/Special")
+
+
+def test_time_zones_work_without_the_systems_zone_data():
+    """zoneinfo reads the system's files; where there are none (slim images, Windows) the
+    tzdata package, a dependency, has them."""
+    import subprocess
+    import sys
+
+    code = ("import zoneinfo; zoneinfo.reset_tzpath(to=[]); "
+            "from refundlens.config import load_settings; "
+            "print(load_settings(environ={'REFUNDLENS_TIMEZONE': 'Europe/Berlin'}).zone)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "Europe/Berlin", done.stderr
+
+
 # --- merchants -------------------------------------------------------------------------------
 
 def test_a_merchant_sees_only_its_own_claims_and_files(svc, client, keys, world):

@@ -305,3 +305,26 @@ def test_timeline_actions_are_shown_in_words_beside_their_names(tmp_path):
                                                 lang=lang), tmp_path, lang))
         for word in (*words, "claim_submitted", "status_changed", "from_a_later_version"):
             assert word in flat, (lang, word)
+
+
+def test_times_are_printed_in_the_zone_given_and_the_report_names_it(tmp_path):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    detail = {"id": "clm_zone", "created_at": "2026-11-20T02:00:00+00:00",
+              "timeline": [{"at": "2026-07-01T02:00:00+00:00", "actor": "policy",
+                            "action": "status_changed"}]}
+    now = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.timezone.utc)
+    shanghai = squash(pdf_text(render_claim_pdf(detail, load_blob=Blobs().__getitem__,
+                                                lang="zh", now=now), tmp_path, "default"))
+    for expected in ("2026-11-2010:00:00+08:00", "2026-11-2312:00:00+08:00",
+                     "时间均按Asia/Shanghai时区显示（UTC+08:00）"):
+        assert expected in shanghai, expected
+    berlin = squash(pdf_text(render_claim_pdf(detail, load_blob=Blobs().__getitem__,
+                                              lang="en", now=now,
+                                              zone=ZoneInfo("Europe/Berlin")),
+                             tmp_path, "berlin"))
+    # winter and summer time, each with its own offset
+    for expected in ("2026-11-2003:00:00+01:00", "2026-07-0104:00:00+02:00",
+                     "TimesareinEurope/Berlin(UTC+01:00)"):
+        assert expected in berlin, expected

@@ -36,6 +36,7 @@ from markupsafe import Markup
 from PIL import Image
 
 from ..claims.actions import action_label
+from ..config import DEFAULT_TIMEZONE, time_zone
 from ..errors import ConfigError
 from ..reasons import REASONS
 from .figures import (
@@ -95,7 +96,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "timeline": "时间线", "action": "事件", "data": "数据", "none": "无",
         "note": "本报告列出证据，不作最终裁决；驳回申请须由人工作出。",
         "page": "页", "read_nothing": "已检查，未发现", "skipped": "未运行", "error": "出错",
-        "text_read": "识别到的文字",
+        "text_read": "识别到的文字", "times_in": "时间均按 {zone} 时区显示（{offset}）",
     },
     "en": {
         "title": "Refund claim photo verification report", "claim": "Claim", "status": "Status",
@@ -131,6 +132,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "none": "none", "note": "This report lists evidence, not a verdict; only a person "
         "rejects a claim.", "page": "page", "read_nothing": "checked, nothing found",
         "skipped": "not run", "error": "failed", "text_read": "Text read",
+        "times_in": "Times are in {zone} ({offset})",
     },
 }
 
@@ -227,19 +229,28 @@ def _ordered(words: tuple[str, str], lang: str) -> tuple[str, str]:
     return (words[0], words[1]) if lang == "zh" else (words[1], words[0])
 
 
-def _when(value: Any) -> str:
-    """An ISO 8601 time as ``2026-11-20 10:00:00 +08:00``; anything else as given."""
+def _when(value: Any, zone: dt.tzinfo) -> str:
+    """An ISO 8601 time in ``zone`` as ``2026-11-20 10:00:00 +08:00`` (a time without an
+    offset is read as UTC, as times are stored); anything else as given."""
     if value in (None, ""):
         return "—"
     try:
         moment = dt.datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    moment = moment.astimezone(zone)
+    offset = moment.strftime("%z")
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
-    if moment.tzinfo is not None:
-        offset = moment.strftime("%z")
-        text += " UTC" if offset in ("+0000", "-0000") else f" {offset[:3]}:{offset[3:]}"
-    return text
+    return text + (" UTC" if offset in ("+0000", "-0000") else f" {offset[:3]}:{offset[3:]}")
+
+
+def _zone_note(zone: dt.tzinfo, now: dt.datetime, lang: str) -> str:
+    """Which zone the report's times are in: ``Asia/Shanghai (UTC+08:00)``."""
+    offset = now.astimezone(zone).strftime("%z")
+    return _TEXT[lang]["times_in"].format(zone=getattr(zone, "key", None) or str(zone),
+                                          offset=f"UTC{offset[:3]}:{offset[3:5]}")
 
 
 def _text(value: Any, limit: int = 300) -> str:
@@ -426,7 +437,7 @@ def _reference_view(photo: Mapping[str, Any], findings: Sequence[dict[str, Any]]
     return view
 
 
-def _response_views(responses: Iterable[Any], *, images: ImageStore,
+def _response_views(responses: Iterable[Any], *, images: ImageStore, zone: dt.tzinfo,
                     ) -> list[dict[str, Any]]:
     views = []
     for response in responses:
@@ -445,11 +456,11 @@ def _response_views(responses: Iterable[Any], *, images: ImageStore,
                 entry["error"] = image.error
             files.append(entry)
         views.append({"id": response.get("id") or "", "text": response.get("text") or "",
-                      "created_at": _when(response.get("created_at")), "files": files})
+                      "created_at": _when(response.get("created_at"), zone), "files": files})
     return views
 
 
-def _order_view(order: Any, lang: str) -> dict[str, Any] | None:
+def _order_view(order: Any, lang: str, zone: dt.tzinfo) -> dict[str, Any] | None:
     if not isinstance(order, Mapping):
         return None
     items = [f"{i.get('name') or '?'} ({i.get('sku') or '?'}) ×{i.get('quantity', 1)}"
@@ -459,8 +470,8 @@ def _order_view(order: Any, lang: str) -> dict[str, Any] | None:
         merchant = f"{merchant} ({order['merchant_id']})" if merchant else order["merchant_id"]
     return {"id": order.get("id") or "—", "merchant": merchant or "—",
             "buyer": order.get("buyer") or "—", "amount": order.get("amount"),
-            "items": items, "shipped_at": _when(order.get("shipped_at")),
-            "delivered_at": _when(order.get("delivered_at"))}
+            "items": items, "shipped_at": _when(order.get("shipped_at"), zone),
+            "delivered_at": _when(order.get("delivered_at"), zone)}
 
 
 def _timeline_data(data: Any) -> str:
@@ -472,7 +483,7 @@ def _timeline_data(data: Any) -> str:
 
 
 def _context(detail: Mapping[str, Any], *, images: ImageStore, lang: str,
-             now: dt.datetime) -> dict[str, Any]:
+             now: dt.datetime, zone: dt.tzinfo) -> dict[str, Any]:
     from .. import __version__
 
     risk = detail.get("risk") if isinstance(detail.get("risk"), Mapping) else None
@@ -482,18 +493,19 @@ def _context(detail: Mapping[str, Any], *, images: ImageStore, lang: str,
     view = {
         "t": _TEXT[lang], "lang": lang, "version": __version__,
         "other": _TEXT["en" if lang == "zh" else "zh"],
-        "generated": now.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "generated": _when(now.isoformat(), zone),
+        "times_in": _zone_note(zone, now, lang),
         "generated_iso": now.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
         "claim": detail, "claim_id": str(detail.get("id")),
         "status": _term("status", detail.get("status"), lang),
         "route": _term("status", detail.get("route"), lang),
         "type": _term("type", detail.get("type"), lang),
-        "created_at": _when(detail.get("created_at")),
-        "updated_at": _when(detail.get("updated_at")),
-        "deadlines": {key: _when(deadlines.get(key)) for key in
+        "created_at": _when(detail.get("created_at"), zone),
+        "updated_at": _when(detail.get("updated_at"), zone),
+        "deadlines": {key: _when(deadlines.get(key), zone) for key in
                       ("review_due_at", "merchant_response_due_at", "evidence_due_at")
                       if deadlines.get(key)},
-        "order": _order_view(detail.get("order"), lang),
+        "order": _order_view(detail.get("order"), lang, zone),
         "risk": risk,
         "risk_level": _term("level", (risk or {}).get("level"), lang),
         "risk_advice": _term("recommendation", (risk or {}).get("recommendation"), lang),
@@ -506,17 +518,17 @@ def _context(detail: Mapping[str, Any], *, images: ImageStore, lang: str,
         "photos": [_photo_view(p, i, images=images, lang=lang)
                    for i, p in enumerate(detail.get("photos") or ()) if isinstance(p, Mapping)],
         "evidence_requests": [{"code": r.get("code") or "", "status": r.get("status") or "",
-                               "due_at": _when(r.get("due_at")),
+                               "due_at": _when(r.get("due_at"), zone),
                                "instructions": _pick(r, "instructions", lang)}
                               for r in detail.get("evidence_requests") or ()
                               if isinstance(r, Mapping)],
         "responses": _response_views(detail.get("merchant_responses") or (),
-                                     images=images),
+                                     images=images, zone=zone),
         "decisions": [{"outcome": _term("outcome", d.get("outcome"), lang),
                        "reason": d.get("reason") or "", "actor": d.get("actor") or "",
-                       "created_at": _when(d.get("created_at")),
+                       "created_at": _when(d.get("created_at"), zone),
                        "audit_hash": d.get("audit_hash") or ""} for d in decisions],
-        "timeline": [{"at": _when(e.get("at")), "actor": e.get("actor") or "",
+        "timeline": [{"at": _when(e.get("at"), zone), "actor": e.get("actor") or "",
                       "action": e.get("action") or "",
                       "label": action_label(str(e.get("action") or ""), lang),
                       "data": _timeline_data(e.get("data"))}
@@ -604,7 +616,7 @@ _RENDER_LOCK = threading.Lock()
 
 def render_claim_pdf(detail: Mapping[str, Any], *, load_blob: Callable[[str], bytes],
                      lang: str = "zh", font: str | os.PathLike[str] | None = None,
-                     now: dt.datetime | None = None) -> bytes:
+                     now: dt.datetime | None = None, zone: dt.tzinfo | None = None) -> bytes:
     """The claim report as PDF bytes.
 
     Args:
@@ -616,7 +628,9 @@ def render_claim_pdf(detail: Mapping[str, Any], *, load_blob: Callable[[str], by
         lang: ``"zh"`` or ``"en"``: the report's language; codes and the other language's
             messages are printed beside in small type.
         font: the CJK font file to embed (default: :func:`find_cjk_font`).
-        now: the generation time printed on the report (default: now, UTC).
+        now: the generation time printed on the report (default: now).
+        zone: the time zone every time is printed in, with its offset (the service passes
+            its ``timezone`` setting; default :data:`~refundlens.config.DEFAULT_TIMEZONE`).
 
     Raises:
         ValueError: ``detail`` has no ``id`` or ``lang`` is not zh/en.
@@ -632,7 +646,8 @@ def render_claim_pdf(detail: Mapping[str, Any], *, load_blob: Callable[[str], by
     font_path = find_cjk_font(font)
     weasyprint = _weasyprint()
     context = _context(detail, images=ImageStore(load_blob), lang=lang,
-                       now=now or dt.datetime.now(dt.timezone.utc))
+                       now=now or dt.datetime.now(dt.timezone.utc),
+                       zone=zone or time_zone(DEFAULT_TIMEZONE))
     font_uri = font_path.resolve().as_uri()
     html = _environment().get_template("claim_report.html").render(font_uri=font_uri, **context)
     fetcher = _fetcher_class(weasyprint)({font_uri})

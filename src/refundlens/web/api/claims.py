@@ -120,7 +120,7 @@ def claim_report(claim_id: str, lang: str = "zh", svc: Service = Depends(service
     if lang not in ("zh", "en"):
         raise InvalidInput(f"lang: got {lang!r}, expected zh or en", field="lang")
     detail = views.claim_detail(svc, claim_id, merchant_scope=who.merchant_scope)
-    pdf = render_claim_pdf(detail, load_blob=svc.blobs.get, lang=lang)
+    pdf = render_claim_pdf(detail, load_blob=svc.blobs.get, lang=lang, zone=svc.settings.zone)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="refundlens-{claim_id}-{lang}.pdf"'})
 

@@ -79,7 +79,7 @@ def report(request: Request, claim_id: str, language: str = "") -> Response:
         raise InvalidInput(f"language: got {lang!r}, expected zh or en", field="language")
     detail = views.claim_detail(ctx.svc, claim_id, merchant_scope=ctx.user.merchant_id
                                 if ctx.user.role == "merchant" else None)
-    pdf = render_claim_pdf(detail, load_blob=ctx.svc.blobs.get, lang=lang)
+    pdf = render_claim_pdf(detail, load_blob=ctx.svc.blobs.get, lang=lang, zone=ctx.zone)
     return Response(pdf, media_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="refundlens-{claim_id}-{lang}.pdf"',
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})

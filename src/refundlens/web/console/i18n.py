@@ -8,16 +8,13 @@ are not here: they come from :mod:`refundlens.reasons` and the findings themselv
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Callable
 
-__all__ = ["DISPLAY_TZ", "LANGS", "TEXT", "format_duration", "format_time", "translator"]
+__all__ = ["LANGS", "TEXT", "format_duration", "format_offset", "format_time",
+           "translator"]
 
 LANGS = ("zh", "en")
-
-#: Times are shown in China Standard Time (the platforms this serves run on it); the page
-#: says so next to every time, and ``<time datetime>`` carries the exact UTC instant.
-DISPLAY_TZ = timezone(timedelta(hours=8), "UTC+8")
 
 #: key → (Chinese, English)
 TEXT: dict[str, tuple[str, str]] = {
@@ -33,7 +30,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "lang_zh": ("中文", "中文"),
     "lang_en": ("English", "English"),
     "shortcuts_hint": ("按 ? 查看键盘快捷键", "Press ? for keyboard shortcuts"),
-    "times_in": ("时间均为北京时间（UTC+8）", "Times are China Standard Time (UTC+8)"),
+    "times_in": ("时间均按 {zone} 时区显示（{offset}）", "Times are in {zone} ({offset})"),
     "close": ("关闭", "Close"),
     "role_admin": ("管理员", "admin"),
     "role_reviewer": ("审核员", "reviewer"),
@@ -296,13 +293,27 @@ def translator(lang: str) -> Callable[..., str]:
     return t
 
 
-def format_time(value: str | datetime | None) -> str:
-    """``2026-11-23 20:07`` in :data:`DISPLAY_TZ`; '' for None."""
+def _moment(value: str | datetime | None) -> datetime | None:
     if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M")
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    # stored times are UTC; a naive one is read as UTC, not as the server's local time
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def format_time(value: str | datetime | None, zone: tzinfo) -> str:
+    """``2026-11-23 20:07`` in ``zone`` (the ``timezone`` setting); '' for None. The page
+    names the zone (:func:`format_offset`), and ``<time datetime>`` keeps the instant."""
+    moment = _moment(value)
+    return "" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def format_offset(value: str | datetime | None, zone: tzinfo) -> str:
+    """``zone``'s offset from UTC at ``value`` (default: now) as ``UTC+08:00`` — it
+    changes with daylight saving time where the zone has it."""
+    moment = (_moment(value) or datetime.now(timezone.utc)).astimezone(zone)
+    offset = moment.strftime("%z") or "+0000"
+    return f"UTC{offset[:3]}:{offset[3:5]}"
 
 
 def format_duration(seconds: float, lang: str) -> str:

@@ -8,7 +8,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 from urllib.parse import urlencode, urlsplit
@@ -17,13 +17,14 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (Environment, FileSystemLoader, StrictUndefined, pass_context,
+                    select_autoescape)
 
 from ...claims.service import Service
 from ...errors import InvalidInput, PermissionDenied, RefundLensError, RequestError
 from ...reasons import REASONS
 from ...store.tables import utcnow
-from .i18n import LANGS, TEXT, format_duration, format_time, translator
+from .i18n import LANGS, TEXT, format_duration, format_offset, format_time, translator
 from .sessions import (COOKIE, COOKIE_PATH, LANG_COOKIE, SignedIn, csrf_matches,
                        resume_session, set_language)
 
@@ -63,7 +64,10 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(("html",)), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["when"] = format_time
+    # times in the ``timezone`` setting, which render() puts in every page's context
+    env.filters["when"] = pass_context(lambda page, value: format_time(value, page["zone"]))
+    env.filters["offset"] = pass_context(
+        lambda page, value: format_offset(value, page["zone"]))
     versions = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:10]
                 for p in STATIC.iterdir() if p.is_file()}
     env.globals["static"] = lambda name: f"/console/static/{name}?v={versions.get(name, '0')}"
@@ -86,6 +90,11 @@ class Ctx:
     @property
     def t(self) -> Callable[..., str]:
         return translator(self.lang)
+
+    @property
+    def zone(self) -> tzinfo:
+        """The zone times are shown in (the ``timezone`` setting)."""
+        return self.svc.settings.zone
 
     @property
     def user(self) -> Any:
@@ -178,7 +187,8 @@ def _finish(ctx: Ctx | None, response: Response) -> Response:
 
 def render(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
     page = _environment().get_template(template).render(
-        ctx=ctx, t=ctx.t, lang=ctx.lang, user=ctx.signed.user if ctx.signed else None,
+        ctx=ctx, t=ctx.t, lang=ctx.lang, zone=ctx.zone,
+        user=ctx.signed.user if ctx.signed else None,
         csrf=ctx.signed.csrf_token if ctx.signed else "", **values)
     response = HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
     return _finish(ctx, response)  # type: ignore[return-value]
