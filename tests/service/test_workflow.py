@@ -504,6 +504,51 @@ def test_decisions_carry_the_audit_hash_and_appeals_reopen_the_claim(client, key
     assert statuses == ["analyzing", "in_review", "rejected", "appealed", "approved"]
 
 
+@pytest.mark.parametrize("policy_text", ["merchant_response_hours: 30\n"])
+def test_an_appeal_opens_a_new_merchant_response_window(client, keys, run_jobs, hooks, svc):
+    merchant_id, claim_id = forged_claim(client, keys, run_jobs)
+    url, merchant = f"/api/v1/claims/{claim_id}", keys.merchant(merchant_id)
+    assert client.post(f"{url}/responses", data={"text": "发货时完好"},
+                       headers=merchant).status_code == 201
+    # the first window closes, then the reviewer rejects
+    with svc.db.write() as session:
+        session.execute(update(Claim).where(Claim.id == claim_id).values(
+            merchant_response_due_at=datetime.now(timezone.utc) - timedelta(days=1)))
+    assert client.post(f"{url}/decision", json={"outcome": "rejected", "reason": "主图改图"},
+                       headers=keys.reviewer).status_code == 201
+    assert client.post(f"{url}/responses", data={"text": "补充"},
+                       headers=merchant).status_code == 409
+
+    appealed = client.post(f"{url}/appeals", json={"reason": "裂纹是真实的，附开箱视频"},
+                           headers=keys.intake)
+    assert appealed.status_code == 201, appealed.text
+    # a fresh window, from the policy, counted from the appeal
+    body = client.get(url, headers=merchant).json()
+    assert body["status"] == "appealed"
+    due = body["deadlines"]["merchant_response_due_at"]
+    assert 29.9 < hours_from_now(due) <= 30
+    assert 71.9 < hours_from_now(body["deadlines"]["review_due_at"]) <= 72
+    run_jobs()  # the webhook deliveries
+    [told] = hooks.events("claim.appealed", claim_id)
+    assert told["claim"]["status"] == "appealed"
+    assert told["data"]["merchant_response_due_at"] == due
+    assert told["data"]["review_due_at"] == body["deadlines"]["review_due_at"]
+
+    # the merchant answers the appeal, and the reviewer sees both answers
+    again = client.post(f"{url}/responses", data={"text": "申诉视频与发货视频不符"},
+                        headers=merchant)
+    assert again.status_code == 201, again.text
+    answers = detail(client, keys, claim_id)["merchant_responses"]
+    assert [a["text"] for a in answers] == ["发货时完好", "申诉视频与发货视频不符"]
+    run_jobs()
+    assert len(hooks.events("claim.merchant_responded", claim_id)) == 2
+    # the new decision closes the window again
+    assert client.post(f"{url}/decision", json={"outcome": "rejected", "reason": "维持原判"},
+                       headers=keys.reviewer).status_code == 201
+    assert client.post(f"{url}/responses", data={"text": "再补充"},
+                       headers=merchant).status_code == 409
+
+
 def test_an_auto_approved_claim_can_be_escalated_to_review(client, keys, run_jobs, hooks):
     merchant_id = add_merchant(client, keys, jpeg(REFERENCE, 92))
     claim_id = file_claim(client, keys, add_order(client, keys, merchant_id),

@@ -355,6 +355,9 @@ def decide(svc: Service, claim_id: str, *, outcome: Any, reason: Any, actor: str
 
 
 def appeal(svc: Service, claim_id: str, *, reason: Any, actor: str) -> Appeal:
+    """Reopen a decided claim for review. The appeal is a new round: the merchant gets a
+    fresh response window (``merchant_response_hours`` from now), told in the
+    ``claim.appealed`` event, and may answer again until the new decision."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("reason: an appeal needs a reason", field="reason")
     with svc.db.write() as session:
@@ -365,10 +368,15 @@ def appeal(svc: Service, claim_id: str, *, reason: Any, actor: str) -> Appeal:
         row = Appeal(id=new_id("apl"), claim_id=claim.id, reason=reason.strip()[:MAX_TEXT],
                      actor=actor)
         session.add(row)
-        claim.review_due_at = utcnow() + timedelta(hours=svc.policy.review_sla_hours)
+        now = utcnow()
+        claim.review_due_at = now + timedelta(hours=svc.policy.review_sla_hours)
+        claim.merchant_response_due_at = now + timedelta(
+            hours=svc.policy.merchant_response_hours)
         _set_status(session, claim, "appealed", actor=actor,
                     data={"appeal_id": row.id, "reason": row.reason})
-        emit(svc, session, "claim.appealed", claim, {"appeal_id": row.id})
+        emit(svc, session, "claim.appealed", claim, {
+            "appeal_id": row.id, "review_due_at": claim.review_due_at.isoformat(),
+            "merchant_response_due_at": claim.merchant_response_due_at.isoformat()})
     return row
 
 

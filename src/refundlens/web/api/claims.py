@@ -185,7 +185,8 @@ def decide(claim_id: str, body: DecisionCreate, svc: Service = Depends(service),
 @router.post("/claims/{claim_id}/appeals", status_code=201)
 def appeal(claim_id: str, body: AppealCreate, svc: Service = Depends(service),
            who: Caller = Depends(caller)) -> dict[str, Any]:
-    """Reopen a decided claim (filed for the buyer by the platform, or by a merchant)."""
+    """Reopen a decided claim (filed for the buyer by the platform, or by a merchant); the
+    merchant gets a fresh response window."""
     who.require("admin", "intake", "merchant")
     _visible(svc, who, claim_id)
     row = workflow.appeal(svc, claim_id, reason=body.reason, actor=who.actor)
