@@ -18,7 +18,7 @@ from ..claims.service import Service, open_service
 from ..config import Settings
 from .api import router
 from .console import install_console
-from .deps import KeyCache, RateLimiter
+from .deps import RateLimiter
 from .errors import install_error_handlers
 
 __all__ = ["create_app", "job_handlers", "start_workers", "stop_workers"]
@@ -108,7 +108,6 @@ def create_app(settings: Settings, *, service: Service | None = None,
     app = FastAPI(title="RefundLens", version=__version__, lifespan=lifespan,
                   description="Verify the photos behind refund claims and route the claims. "
                               "Authenticate with `Authorization: Bearer <key>`.")
-    app.state.key_cache = KeyCache()
     app.state.rate_limiter = RateLimiter(settings.intake_rate)
     install_error_handlers(app)
     app.include_router(router)

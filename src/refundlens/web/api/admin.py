@@ -95,22 +95,20 @@ def create_key(body: KeyCreate, svc: Service = Depends(service),
 
 
 @router.post("/keys/{key_id}/rotate", status_code=201)
-def rotate_key(key_id: str, request: Request, svc: Service = Depends(service),
+def rotate_key(key_id: str, svc: Service = Depends(service),
                who: Caller = Depends(caller)) -> dict[str, Any]:
     """A successor key; the old one keeps working for 24 hours."""
     who.require("admin")
     row, token = access.rotate_key(svc, key_id, actor=who.actor)
-    request.app.state.key_cache.forget(key_id)  # re-read with its new expiry
     return {"id": row.id, "role": row.role, "replaces": key_id, "key": token}
 
 
 @router.delete("/keys/{key_id}", status_code=204, response_class=Response)
-def revoke_key(key_id: str, request: Request, svc: Service = Depends(service),
+def revoke_key(key_id: str, svc: Service = Depends(service),
                who: Caller = Depends(caller)) -> Response:
     """Revoke a key; it stops working at once."""
     who.require("admin")
     access.revoke_key(svc, key_id, actor=who.actor)
-    request.app.state.key_cache.forget(key_id)
     return Response(status_code=204)
 
 
