@@ -365,10 +365,10 @@ REFUSED = [
     ("http://100.100.100.200/latest/meta-data", "shared"),  # Alibaba Cloud metadata
     ("http://169.254.169.254/latest/meta-data/", "link-local"),
     ("http://[fe80::1]/hook", "link-local"),
-    ("http://[::ffff:127.0.0.1]/hook", "loopback (IPv4 127.0.0.1 inside)"),
+    ("http://[::ffff:127.0.0.1]/hook", "a loopback address (IPv4 127.0.0.1 inside)"),
     ("http://[::ffff:169.254.169.254]/hook", "link-local"),
-    ("http://[2002:a00:1::]/hook", "private (IPv4 10.0.0.1 inside)"),  # 6to4
-    ("http://[64:ff9b::7f00:1]/hook", "loopback (IPv4 127.0.0.1 inside)"),  # NAT64
+    ("http://[2002:a00:1::]/hook", "a private address (IPv4 10.0.0.1 inside)"),  # 6to4
+    ("http://[64:ff9b::7f00:1]/hook", "loopback address (IPv4 127.0.0.1 inside)"),  # NAT64
     ("http://0.0.0.0:8000/hook", "unspecified"),
     ("http://[::]/hook", "unspecified"),
     ("http://224.0.0.251/hook", "multicast"),
@@ -378,6 +378,7 @@ REFUSED = [
     ("file:///etc/passwd", "scheme 'file'"),
     ("gopher://127.0.0.1:6379/_INFO", "scheme 'gopher'"),
     ("http:///hook", "names no host"),
+    ("hooks.example.com/in", "has no scheme"),
     (f"http://user:pw@{PUBLIC}/hook", "credentials"),
     ("http://no-such-host.invalid/hook", "does not resolve"),
     (f"http://{PUBLIC}:99999/hook", "not a URL"),

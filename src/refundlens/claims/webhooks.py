@@ -164,12 +164,13 @@ def _parse_url(url: Any, *, allow_private: bool) -> _Receiver:
     except ValueError as exc:
         raise refuse(f"got {url!r}, not a URL ({exc})") from exc
     if parts.scheme not in ("http", "https"):
-        raise refuse(f"got {url!r}, scheme {parts.scheme or 'none'!r}")
+        raise refuse(f"got {url!r}, " + (f"scheme {parts.scheme!r}" if parts.scheme
+                                          else "which has no scheme"))
     if not parts.hostname:
         raise refuse(f"got {url!r}, which names no host")
     if parts.username is not None or parts.password is not None:
-        raise refuse(f"got a URL with credentials before the host; receivers authenticate "
-                     f"deliveries by their X-RefundLens-Signature")
+        raise refuse("got a URL with credentials before the host; receivers authenticate "
+                     "deliveries by their X-RefundLens-Signature")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Receiver(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https"
                                                             else 80), target)
@@ -179,8 +180,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[str, bool]:
-    """What ``ip`` is, and whether ``REFUNDLENS_WEBHOOK_ALLOW_PRIVATE`` may admit it
-    (``("public", True)`` for a public address). An IPv6 address carrying an IPv4 one
+    """What ``ip`` is ("a loopback address" …), and whether
+    ``REFUNDLENS_WEBHOOK_ALLOW_PRIVATE`` may admit it (``("public", True)`` for a public
+    address). An IPv6 address carrying an IPv4 one
     (IPv4-mapped, 6to4, NAT64) is judged by the IPv4 address it reaches."""
     if isinstance(ip, ipaddress.IPv6Address):
         inner = ip.ipv4_mapped or ip.sixtofour or (
@@ -190,19 +192,19 @@ def _address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[st
             return kind if kind == "public" else f"{kind} (IPv4 {inner} inside)", private_ok
     # the order matters: ::1 is also "reserved", 169.254.169.254 also "private"
     if ip.is_unspecified:
-        return "unspecified", False
+        return "an unspecified address", False
     if ip.is_link_local:
-        return "link-local (cloud metadata services live here)", False
+        return "a link-local address (where cloud metadata services answer)", False
     if ip.is_multicast:
-        return "multicast", False
+        return "a multicast address", False
     if ip.is_loopback:
-        return "loopback", True
+        return "a loopback address", True
     if ip.is_reserved:
-        return "reserved", False
+        return "a reserved address", False
     if ip.is_private or getattr(ip, "is_site_local", False):
-        return "private", True
+        return "a private address", True
     if not ip.is_global:  # e.g. 100.64.0.0/10, carrier-grade NAT and cloud-internal services
-        return "shared, not globally routable", True
+        return "a shared address, not globally routable", True
     return "public", True
 
 
@@ -225,7 +227,7 @@ def check_receiver(host: str, port: int, *, allow_private: bool,
         kind, private_ok = _address_kind(ip)
         if kind != "public" and not (allow_private and private_ok):
             said = f"host {host}" if host == str(ip) else f"host {host!r} resolves to {ip}"
-            raise InvalidInput(f"url: {said}, a {kind} address; {_accepted(allow_private)}",
+            raise InvalidInput(f"url: {said}, {kind}; {_accepted(allow_private)}",
                                field="url")
         addresses.append((family, sockaddr))
     if not addresses:
