@@ -2,7 +2,8 @@
 ``refundlens serve`` on SQLite, from a load generator on the same machine.
 
     .venv/bin/python bench/intake_bench.py [--duration 30] [--concurrency 8]
-        [--photos small,phone] [--analysis 0,1] [--rate R] [--json FILE]
+        [--photos small,phone] [--analysis 0,1] [--api-processes 1,2] [--rate R]
+        [--json FILE]
 
 Each claim carries 3 photos. ``phone``: three real phone JPEGs from
 ../shared/data/camera_exif (iPhone HDR off/on 3264×2448, 1.96 and 1.98 MB; HMD Nokia 8.3
@@ -123,13 +124,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *, analysis: int, extra_env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, *, analysis: int, api_processes: int,
+                 extra_env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "REFUNDLENS_DATA_DIR": str(data_dir),
                     "REFUNDLENS_INTAKE_RATE": "0", **extra_env}
         self.env.pop("REFUNDLENS_DATABASE_URL", None)  # this benchmark is about SQLite
         self.analysis = analysis
+        self.api_processes = api_processes
         self.log = open(data_dir.parent / "serve.log", "ab")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -143,7 +146,7 @@ class Server:
 
         self.proc = subprocess.Popen(
             [str(REFUNDLENS), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.analysis)],
+             "--workers", str(self.analysis), "--api-processes", str(self.api_processes)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -259,10 +262,38 @@ async def run_load(url: str, headers: dict[str, str], bodies: ClaimBodies, *, du
     return rec
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    """``/proc/PID/stat`` after the command name: [state, ppid, …] (proc(5) fields 3…)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def serving_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``refundlens serve`` (``pid``) and its descendants that
+    are not analysis processes (those run at nice 10): the API process(es) and, with
+    ``--api-processes N``, the supervising process with the job workers' threads."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    total = 0.0
+    for member in tree:
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        if int(fields[16]) == 0:  # nice
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -278,12 +309,14 @@ def count_rows(data_dir: Path) -> dict[str, int]:
                 for table in ("claims", "claim_photos", "jobs")}
 
 
-def run_case(photos_kind: str, analysis: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_case(photos_kind: str, analysis: int, api_processes: int,
+             args: argparse.Namespace) -> dict[str, Any]:
     photos = phone_photos() if photos_kind == "phone" else small_photos()
     with tempfile.TemporaryDirectory(prefix="refundlens-intake-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        server = Server(data_dir, analysis=analysis, extra_env=dict(args.env))
+        server = Server(data_dir, analysis=analysis, api_processes=api_processes,
+                        extra_env=dict(args.env))
         try:
             token = server.cli("keys", "create", "--role", "intake").strip().splitlines()[-1]
             admin = server.cli("keys", "create", "--role", "admin").strip().splitlines()[-1]
@@ -292,18 +325,18 @@ def run_case(photos_kind: str, analysis: int, args: argparse.Namespace) -> dict[
                                      small_photos()[0])
             bodies = ClaimBodies(photos, order_id)
             headers = {"Authorization": f"Bearer {token}"}
-            cpu0, server0 = os.times(), process_cpu_s(server.proc.pid)
+            cpu0, server0 = os.times(), serving_cpu_s(server.proc.pid)
             rec = asyncio.run(run_load(server.url, headers, bodies, duration=args.duration,
                                        concurrency=args.concurrency, rate=args.rate,
                                        warmup=args.warmup))
-            cpu1, server1 = os.times(), process_cpu_s(server.proc.pid)
+            cpu1, server1 = os.times(), serving_cpu_s(server.proc.pid)
             rows = count_rows(data_dir)
         finally:
             server.stop()
     window = rec.window[1] - rec.window[0]
     lat = rec.latencies
     result = {
-        "photos": photos_kind, "analysis_workers": analysis,
+        "photos": photos_kind, "analysis_workers": analysis, "api_processes": api_processes,
         "mode": f"open loop {args.rate:g}/s" if args.rate else
                 f"closed loop, {args.concurrency} clients",
         "bytes_per_claim": bodies.bytes_per_claim, "seconds": round(window, 1),
@@ -314,7 +347,7 @@ def run_case(photos_kind: str, analysis: int, args: argparse.Namespace) -> dict[
         "max_ms": round(1000 * max(lat), 1) if lat else None,
         "errors": rec.errors,
         "client_cpu_s": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 1),
-        # the API process only (warm-up included; analysis processes are its children)
+        # the serving processes, analysis excluded (warm-up included)
         "api_cpu_ms_per_claim": round(1000 * (server1 - server0) / max(1, rec.counter), 1),
         "rows_after": rows,
     }
@@ -332,22 +365,26 @@ def main() -> None:
                         help="comma-separated cases: small, phone")
     parser.add_argument("--analysis", default="0,1",
                         help="comma-separated analysis process counts for serve --workers")
+    parser.add_argument("--api-processes", default="1",
+                        help="comma-separated counts for serve --api-processes")
     parser.add_argument("--env", action="append", default=[], type=lambda s: s.split("=", 1),
                         metavar="NAME=VALUE", help="extra environment for the server")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     results = []
-    print("| photos (3 a claim) | analysis workers | load | claims/s | p50 ms | p95 ms | "
-          "p99 ms | max ms | errors | API CPU ms/claim |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| photos (3 a claim) | analysis workers | API processes | load | claims/s | "
+          "p50 ms | p95 ms | p99 ms | max ms | errors | API CPU ms/claim |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in args.photos.split(","):
         for analysis in (int(a) for a in args.analysis.split(",")):
-            r = run_case(kind, analysis, args)
-            results.append(r)
-            print(f"| {kind} ({r['bytes_per_claim'] / 1e6:.2f} MB) | {analysis} | {r['mode']} | "
-                  f"{r['claims_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                  f"{r['max_ms']} | {r['errors'] or 0} | {r['api_cpu_ms_per_claim']} |",
-                  flush=True)
+            for api in (int(a) for a in args.api_processes.split(",")):
+                r = run_case(kind, analysis, api, args)
+                results.append(r)
+                print(f"| {kind} ({r['bytes_per_claim'] / 1e6:.2f} MB) | {analysis} | {api} | "
+                      f"{r['mode']} | "
+                      f"{r['claims_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+                      f"{r['max_ms']} | {r['errors'] or 0} | {r['api_cpu_ms_per_claim']} |",
+                      flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -104,6 +105,9 @@ def _service_parsers(sub: Any) -> None:
     serve.add_argument("--workers", type=int, default=None, metavar="N",
                        help="analysis processes (default REFUNDLENS_ANALYSIS_WORKERS, 1; "
                             "0: run `refundlens worker` separately)")
+    serve.add_argument("--api-processes", type=int, default=None, metavar="N",
+                       help="processes answering HTTP on the one port (default "
+                            "REFUNDLENS_API_PROCESSES, 1)")
     serve.add_argument("--demo", action="store_true",
                        help="seed a demo merchant, products, orders and claims")
 
@@ -293,18 +297,52 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .config import load_settings
     from .web import create_app
 
-    overrides = {} if args.workers is None else {"analysis_workers": args.workers}
+    overrides: dict[str, Any] = {}
+    if args.workers is not None:
+        overrides["analysis_workers"] = args.workers
+    if args.api_processes is not None:
+        if args.api_processes < 1:
+            raise ConfigError(f"--api-processes {args.api_processes}: expected 1 or more")
+        overrides["api_processes"] = args.api_processes
     settings = load_settings(**overrides)
     svc = _service_for_serve(settings)
     if args.demo:
         from .claims.demo import seed_demo
 
         print(seed_demo(svc), flush=True)
-    app = create_app(settings, service=svc)
-    print(f"RefundLens serving on http://{args.host}:{args.port}: review console /console, "
-          f"API /api/v1, OpenAPI /docs; data in {settings.data_dir}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    svc.close()
+    where = (f"RefundLens serving on http://{args.host}:{args.port}: review console /console, "
+             f"API /api/v1, OpenAPI /docs; data in {settings.data_dir}")
+    if settings.api_processes == 1:
+        print(where, flush=True)
+        uvicorn.run(create_app(settings, service=svc), host=args.host, port=args.port,
+                    log_level="warning")
+        svc.close()
+        return EXIT_OK
+    return _serve_processes(svc, settings, args.host, args.port, where)
+
+
+def _serve_processes(svc: Any, settings: Any, host: str, port: int, where: str) -> int:
+    """``--api-processes N``: this process runs the job workers and supervises N API
+    processes (uvicorn's), which share the port and get the settings through the
+    environment."""
+    import uvicorn
+
+    from .web.app import SERVE_PID_ENV, start_workers, stop_workers
+
+    os.environ.update({SERVE_PID_ENV: str(os.getpid()),
+                       "REFUNDLENS_DATA_DIR": str(settings.data_dir),
+                       "REFUNDLENS_API_PROCESSES": str(settings.api_processes)})
+    if settings.database_url:
+        os.environ["REFUNDLENS_DATABASE_URL"] = settings.database_url
+    running = start_workers(svc, analysis_processes=settings.analysis_workers) \
+        if settings.analysis_workers > 0 else []
+    print(f"{where}; {settings.api_processes} API processes", flush=True)
+    try:
+        uvicorn.run("refundlens.web.app:api_process_app", factory=True, host=host, port=port,
+                    workers=settings.api_processes, log_level="warning")
+    finally:
+        stop_workers(running)
+        svc.close()
     return EXIT_OK
 
 

@@ -43,6 +43,7 @@ class Settings:
     max_photos_per_claim: int = 9
     intake_rate: int = 200
     analysis_workers: int = 1
+    api_processes: int = 1
     public_url: str = ""
     job_lease_s: int = 30
     webhook_allow_private: bool = False
@@ -179,6 +180,10 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
     ("analysis_workers", "REFUNDLENS_ANALYSIS_WORKERS", _non_negative_int,
      "Analysis processes `refundlens serve` runs (default 1; 0: none, run "
      "`refundlens worker` instead)."),
+    ("api_processes", "REFUNDLENS_API_PROCESSES", _positive_int,
+     "Processes `refundlens serve` answers HTTP requests with, sharing one port (default 1; "
+     "one Python process uses one core for requests). The intake rate limit is shared "
+     "out among them."),
     ("public_url", "REFUNDLENS_PUBLIC_URL", _text,
      "The service's external base URL, used in webhook payload links (default: none)."),
     ("job_lease_s", "REFUNDLENS_JOB_LEASE_S", _positive_int,

@@ -1,7 +1,8 @@
 """Durability (issue 3 §3): a real ``refundlens serve`` process, killed with SIGKILL while it
 analyses claims, loses nothing; restarted, it finishes every job exactly once in effect.
 Stopped with SIGTERM mid-analysis it puts the job back (no failed attempt) and leaves no
-analysis process behind; SIGKILLed alone, its analysis process dies with it.
+analysis process behind; SIGKILLed alone, its analysis process dies with it, and so do its
+API processes (``--api-processes N``).
 
 Also the lease mechanics the recovery rests on: a live worker's heartbeat keeps a long job's
 lease, a dead worker's lease runs out and another worker takes the job over, and a late
@@ -107,8 +108,8 @@ def _free_port() -> int:
 class Server:
     """``refundlens serve`` in its own process group (its analysis processes with it)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.env, self.log, self.args = env, log, args
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -117,7 +118,8 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(REFUNDLENS), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [str(REFUNDLENS), "serve", "--host", "127.0.0.1", "--port", str(port),
+                 *self.args],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -375,3 +377,57 @@ def test_a_sigkilled_server_takes_its_analysis_process_with_it(tmp_path):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_api_processes_share_the_port_and_die_with_the_server(tmp_path):
+    """``serve --api-processes 2``: two processes answer on the port, the serving process's
+    workers analyse what they accept, and a SIGKILL of the serving process alone ends
+    them all (none keeps the port)."""
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "REFUNDLENS_DATA_DIR": str(data_dir),
+           "REFUNDLENS_ANALYSIS_WORKERS": "1"}
+    env.pop("REFUNDLENS_DATABASE_URL", None)
+    token = _cli(env, "keys", "create", "--role", "admin").stdout.strip().splitlines()[-1]
+    server = Server(env, tmp_path / "serve.log", "--api-processes", "2")
+    server.start()
+    everyone: list[int] = []
+    try:
+        assert server.proc is not None
+        api = [pid for pid in _children(server.proc.pid)
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(api) == 2, api
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=30) as http:
+            merchant = http.post("/api/v1/merchants", json={"name": "m"}).json()["id"]
+            order = http.post("/api/v1/orders", json={
+                "merchant_id": merchant, "buyer_id": "b", "amount": "10.00"}).json()["id"]
+            ids = []
+            for i in range(4):  # new connections: the kernel hands them to either process
+                with httpx.Client(base_url=server.url, timeout=30,
+                                  headers={"Authorization": f"Bearer {token}"}) as fresh:
+                    response = fresh.post("/api/v1/claims", data={
+                        "order_id": order, "type": "refund_only", "amount": "1.00"},
+                        files=[("photos", ("p.jpg", jpeg(textured_rgb(320, 240, seed=i)),
+                                           "image/jpeg"))])
+                assert response.status_code == 202, response.text
+                ids.append(response.json()["id"])
+
+            def analysed() -> bool:
+                return all(http.get(f"/api/v1/claims/{i}").json()["status"] not in
+                           ("submitted", "analyzing") for i in ids)
+            _wait_for("the serving process's workers to analyse every claim", analysed,
+                      timeout=90)
+        everyone = _children(server.proc.pid)
+        server.proc.kill()  # the serving process alone
+        server.proc.wait(10)
+        _wait_for("the API and analysis processes to die with the server",
+                  lambda: not any(map(_alive, everyone)), timeout=10)
+        with socket.socket() as s:  # nobody holds the port any more
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+    finally:
+        server.stop()
+        for pid in everyone:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

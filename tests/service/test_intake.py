@@ -460,6 +460,30 @@ def test_the_intake_rate_limit_answers_429_with_retry_after(client, keys, svc, s
     assert _claim(client, keys.intake, shop["order_id"], [GOOD]).status_code == 202
 
 
+def test_api_processes_share_out_the_rate_limit():
+    """With N API processes each holds 1/N of a key's bucket: together they allow the
+    configured rate, not N times it."""
+    from refundlens.errors import RateLimited
+    from refundlens.web.deps import RateLimiter
+
+    def burst(limiter: RateLimiter) -> int:
+        allowed = 0
+        for _ in range(100):
+            try:
+                limiter.check("key")
+            except RateLimited as exc:
+                rate = limiter.rate
+                assert f"{rate} claims a second" in str(exc), exc
+                assert f"bursts of {2 * rate}" in str(exc), exc
+                return allowed
+            allowed += 1
+        return allowed
+
+    assert burst(RateLimiter(10)) == 20
+    assert [burst(RateLimiter(10, processes=2)) for _ in range(2)] == [10, 10]
+    assert burst(RateLimiter(1, processes=4)) == 1  # never below one claim
+
+
 # --- buyer personal data -----------------------------------------------------------------
 
 PII = {"name": "王小明", "phone": "13912345678", "address": "上海市浦东新区世纪大道100号 8栋"}

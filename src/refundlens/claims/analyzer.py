@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from sqlalchemy import select
 from ..config import Settings
 from ..errors import RefundLensError
 from ..jobs import JobContext
+from ..processes import die_with_parent
 from ..store.blobs import BlobNotFound
 from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, Product, ReferencePhoto,
                             ShippingEvidence, utcnow)
@@ -78,7 +78,7 @@ def _init(settings: Settings, index_path: str, parent_pid: int | None = None) ->
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if parent_pid is not None:
-        _die_with_parent(parent_pid)
+        die_with_parent(parent_pid)
     if hasattr(os, "nice"):
         os.nice(ANALYSIS_NICENESS)
     cv2.setNumThreads(1)
@@ -94,22 +94,6 @@ def _load_state(settings: Settings, index_path: str) -> None:
     _STATE["settings"] = settings
     _STATE["detectors"] = create_detectors(settings=settings)
     _STATE["index"] = ReuseIndex.open(index_path)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: get SIGKILL when the service dies (``PR_SET_PDEATHSIG``). Without it a child
-    outlives a SIGKILLed service for good, blocked on the task queue whose write end it
-    holds itself."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the service died before the call above
-        os._exit(1)
 
 
 def analyze_task(task: PhotoTask) -> dict[str, Any]:

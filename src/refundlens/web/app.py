@@ -21,7 +21,7 @@ from .console import install_console
 from .deps import RateLimiter
 from .errors import install_error_handlers
 
-__all__ = ["create_app", "job_handlers", "start_workers", "stop_workers"]
+__all__ = ["api_process_app", "create_app", "job_handlers", "start_workers", "stop_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,28 @@ def create_app(settings: Settings, *, service: Service | None = None,
     app = FastAPI(title="RefundLens", version=__version__, lifespan=lifespan,
                   description="Verify the photos behind refund claims and route the claims. "
                               "Authenticate with `Authorization: Bearer <key>`.")
-    app.state.rate_limiter = RateLimiter(settings.intake_rate)
+    app.state.rate_limiter = RateLimiter(settings.intake_rate,
+                                         processes=settings.api_processes)
     install_error_handlers(app)
     app.include_router(router)
     install_console(app)
     return app
+
+
+#: Set by ``refundlens serve`` for the API processes it starts: its own process id.
+SERVE_PID_ENV = "REFUNDLENS_SERVE_PID"
+
+
+def api_process_app() -> FastAPI:
+    """The app of one of ``refundlens serve --api-processes N``'s API processes (a uvicorn
+    factory): settings from the environment, no job workers (the serving process runs them
+    and polls for new work), and the process dies with the serving process."""
+    import os
+
+    from ..config import load_settings
+    from ..processes import die_with_parent
+
+    serve_pid = os.environ.get(SERVE_PID_ENV)
+    if serve_pid:
+        die_with_parent(int(serve_pid))
+    return create_app(load_settings(), workers=False, migrate=False)

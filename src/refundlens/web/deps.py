@@ -41,10 +41,15 @@ def caller(request: Request) -> Caller:
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` per second, bursts of ``2 × rate``."""
+    """A token bucket per key: ``rate`` per second, bursts of ``2 × rate``.
 
-    def __init__(self, rate: int) -> None:
+    With ``processes`` API processes sharing the port, each holds ``1/processes`` of the
+    bucket (the kernel spreads connections evenly enough for a limit meant to stop floods).
+    """
+
+    def __init__(self, rate: int, *, processes: int = 1) -> None:
         self.rate = rate
+        self._share = rate / max(1, processes)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
@@ -52,12 +57,12 @@ class RateLimiter:
         if self.rate <= 0:
             return
         now = time.monotonic()
-        capacity = 2.0 * self.rate
+        capacity = max(1.0, 2.0 * self._share)
         with self._lock:
             tokens, last = self._buckets.get(key, (capacity, now))
-            tokens = min(capacity, tokens + (now - last) * self.rate)
+            tokens = min(capacity, tokens + (now - last) * self._share)
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 raise RateLimited(f"intake rate limit: at most {self.rate} claims a second "
-                                  f"per key (bursts of {int(capacity)}); retry shortly")
+                                  f"per key (bursts of {2 * self.rate}); retry shortly")
             self._buckets[key] = (tokens - 1.0, now)
