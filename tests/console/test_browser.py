@@ -252,3 +252,59 @@ def test_keyboard_and_labels(browser, live):
         assert outline not in ("none", ""), path
     page.context.close()
 
+
+
+def test_a_reviewer_opens_an_appealed_claim_and_decides_the_appeal(browser, live, shots):
+    server, claims = live["server"], live["claims"]
+    claim = claims["b1"]
+    decided = server.api("POST", f"/claims/{claim}/decision",
+                         json={"outcome": "rejected", "reason": "照片与商家主图一致，仅添加了裂纹"})
+    assert decided.status_code == 201, decided.text
+    appealed = server.api("POST", f"/claims/{claim}/appeals", role="intake",
+                          json={"reason": "买家补充：开箱视频显示到货即破损 / unboxing video"})
+    assert appealed.status_code == 201, appealed.text
+
+    page = _page(browser, live)
+    _sign_in(page, "rita")
+    page.get_by_label("状态").select_option("appealed")
+    page.get_by_role("button", name="应用").click()
+    page.wait_for_url("**status=appealed**")
+    row = page.locator(".queue-row", has=page.get_by_role("link", name=claim))
+    assert row.locator(".badge.appeal").inner_text() == "申诉"
+    assert "申诉原结果：已驳回" in row.inner_text()
+    save_screenshot(page, shots, "11-queue-appeals")
+
+    page.get_by_role("link", name=claim).click()
+    page.wait_for_url(f"**/console/claims/{claim}**")
+    appeal = page.locator("#appeals")
+    assert appeal.is_visible()
+    appealed_decision = appeal.locator(".appealed-decision").inner_text()
+    assert "已驳回" in appealed_decision and "仅添加了裂纹" in appealed_decision
+    assert "开箱视频显示到货即破损" in appeal.locator(".appeal-filed").inner_text()
+    # the two sit side by side
+    left = appeal.locator(".appealed-decision").bounding_box()
+    right = appeal.locator(".appeal-filed").bounding_box()
+    assert right["x"] > left["x"] + left["width"] - 1 and abs(right["y"] - left["y"]) < 2
+    assert page.get_by_role("heading", name="处理申诉").is_visible()
+    assert "申诉" in page.locator("#appeal-note").inner_text()
+    save_screenshot(page, shots, "12-appeal-claim")
+
+    # a approves: the dialog says it is the appeal being decided
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("a")
+    dialog = page.locator("#approve-dialog")
+    assert dialog.is_visible() and "申诉复审" in dialog.inner_text()
+    save_screenshot(page, shots, "13-appeal-approve-dialog")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    assert page.locator(".flash.ok").inner_text() == "申诉已复审：同意退款。"
+    save_screenshot(page, shots, "14-appeal-decided")
+
+    detail = server.api("GET", f"/claims/{claim}").json()
+    assert detail["status"] == "approved"
+    assert [a["status"] for a in detail["appeals"]] == ["decided"]
+    assert (detail["decisions"][-1]["outcome"], detail["decisions"][-1]["actor"]) == \
+        ("approved", "user:rita")
+    page.goto(f"/console/claims/{claim}")
+    assert "user:rita" in page.locator("#appeals .appeal-answer").inner_text()
+    page.context.close()

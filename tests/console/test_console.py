@@ -509,6 +509,154 @@ def test_time_zones_work_without_the_systems_zone_data():
     assert done.returncode == 0 and done.stdout.strip() == "Europe/Berlin", done.stderr
 
 
+# --- appeals ---------------------------------------------------------------------------------
+
+def _section(page: str, marker: str) -> str:
+    """The <section> of ``page`` that carries ``marker`` (an id or class attribute)."""
+    found = re.search(rf'<section[^>]*{marker}.*?</section>', page, re.S)
+    assert found, marker
+    return found.group(0)
+
+
+def test_a_reviewer_sees_an_appeal_beside_the_decision_and_decides_it_as_an_appeal(
+        svc, client, keys, world):
+    a1, a2 = world["claims"]["a1"], world["claims"]["a2"]
+    rejected = client.post(f"/api/v1/claims/{a1}/decision", headers=keys.reviewer,
+                           json={"outcome": "rejected", "reason": "照片由商家主图篡改"})
+    assert rejected.status_code == 201, rejected.text
+    appealed = client.post(f"/api/v1/claims/{a1}/appeals", headers=keys.intake,
+                           json={"reason": "买家提供了开箱视频，破损属实"})
+    assert appealed.status_code == 201, appealed.text
+    csrf = _signed_in(client, "rev")
+
+    # the queue: marked, with the outcome appealed, and a filter for appeals alone
+    queue = client.get("/console/queue").text
+    row = re.search(rf'<tr class="queue-row"[^>]*{a1}.*?</tr>', queue, re.S).group(0)
+    assert '<span class="badge appeal">申诉</span>' in row and "申诉原结果：已驳回" in row
+    assert '<span class="badge appeal">' not in \
+        re.search(rf'<tr class="queue-row"[^>]*{a2}.*?</tr>', queue, re.S).group(0)
+    only = client.get("/console/queue?status=appealed").text
+    assert a1 in only and a2 not in only and world["claims"]["b1"] not in only
+    assert a1 not in client.get("/console/queue?status=in_review").text
+    refused = client.get("/console/queue?status=approved")
+    assert refused.status_code == 422 and "status" in refused.text
+    assert 'href="/console/queue?status=appealed"' in queue
+
+    # the claim page: the appeal beside the decision it appeals; the actions say "appeal"
+    page = client.get(f"/console/claims/{a1}?i=0&q=status%3Dappealed").text
+    appeals = _section(page, 'id="appeals"')
+    pair = re.search(r'<div class="appeal-pair">.*?</article>', appeals, re.S).group(0)
+    assert "被申诉的决定" in pair and "已驳回" in pair and "照片由商家主图篡改" in pair
+    assert "买家提供了开箱视频，破损属实" in pair and "待复审" in appeals
+    actions = _section(page, 'class="card actions"')
+    assert "处理申诉" in actions and 'id="appeal-note"' in actions
+    assert "“已驳回”的决定" in actions
+    assert "申诉复审：确认同意该申请的退款？" in page  # the approve dialog
+    assert "Decide the appeal" in client.get(f"/console/claims/{a1}?lang=en").text
+    client.get("/console/queue?lang=zh")
+
+    decided = client.post(f"/console/claims/{a1}/approve",
+                          data={"csrf_token": csrf, "i": "0", "q": "status=appealed"},
+                          follow_redirects=False)
+    assert decided.status_code == 303
+    # the only appealed claim left the appeals queue: back to it, saying what was done
+    assert decided.headers["location"] == \
+        "/console/queue?status=appealed&done=appeal_approved"
+    assert "申诉已复审：同意退款。" in client.get(decided.headers["location"]).text
+
+    detail = client.get(f"/api/v1/claims/{a1}", headers=keys.admin).json()
+    assert detail["status"] == "approved"
+    assert [a["status"] for a in detail["appeals"]] == ["decided"]
+    assert (detail["decisions"][-1]["outcome"], detail["decisions"][-1]["actor"]) == \
+        ("approved", "user:rev")
+    event = [e for e in detail["timeline"] if e["action"] == "decided"][-1]
+    assert event["data"]["appeal"] is True and event["actor"] == "user:rev"
+
+    page = client.get(f"/console/claims/{a1}").text
+    appeals = _section(page, 'id="appeals"')
+    assert "已复审" in appeals and "复审结果" in appeals and "user:rev" in appeals
+    decisions = _section(page, 'aria-labelledby="decisions-h"')
+    assert decisions.count('<span class="badge appeal">申诉复审</span>') == 1
+    assert "处理申诉" not in page  # decided: no longer an appeal to decide
+
+
+def test_a_merchant_sees_the_appeal_and_may_answer_again(svc, client, keys, world):
+    a1 = world["claims"]["a1"]
+    client.post(f"/api/v1/claims/{a1}/decision", headers=keys.reviewer,
+                json={"outcome": "rejected", "reason": "篡改"})
+    client.post(f"/api/v1/claims/{a1}/appeals", headers=keys.intake,
+                json={"reason": "我有开箱视频"})
+    due = utcnow() + timedelta(hours=30)
+    with svc.db.write() as session:  # the appeal's response window, however it was set
+        session.execute(update(Claim).where(Claim.id == a1).values(
+            merchant_response_due_at=due))
+    csrf = _signed_in(client, "shop-a")
+    listing = client.get("/console/merchant").text
+    assert re.search(rf'{a1}.*?class="badge status status-appealed">申诉中<', listing, re.S)
+    page = client.get(f"/console/claims/{a1}").text
+    assert "我有开箱视频" in _section(page, 'id="appeals"')
+    note = re.search(r'<p class="appeal-note" id="appeal-note">.*?</p>', page, re.S).group(0)
+    assert "该申请已被申诉" in note and "前再次提交答复" in note and "sla-ok" in note
+    assert 'id="answer-form"' in page and 'id="appeal-form"' not in page
+
+    with svc.db.write() as session:  # the window has passed: answers are still taken
+        session.execute(update(Claim).where(Claim.id == a1).values(
+            merchant_response_due_at=utcnow() - timedelta(hours=1)))
+    page = client.get(f"/console/claims/{a1}").text
+    assert "您可以再次提交答复" in page and 'id="answer-form"' in page
+    sent = client.post(f"/console/claims/{a1}/responses",
+                       data={"csrf_token": csrf, "text": "发货视频见附件"},
+                       files=[("files", ("", b"", "application/octet-stream"))],
+                       follow_redirects=False)
+    assert sent.status_code == 303
+    detail = client.get(f"/api/v1/claims/{a1}", headers=keys.admin).json()
+    assert detail["merchant_responses"][-1]["text"] == "发货视频见附件"
+
+
+def test_a_merchant_appeals_a_granted_refund_as_the_api_allows(svc, client, keys, world):
+    a1, a2, b1 = world["claims"]["a1"], world["claims"]["a2"], world["claims"]["b1"]
+    for claim, outcome in ((a1, "rejected"), (a2, "approved"), (b1, "approved")):
+        client.post(f"/api/v1/claims/{claim}/decision", headers=keys.reviewer,
+                    json={"outcome": outcome, "reason": "已核实"})
+    csrf = _signed_in(client, "shop-a")
+    # a refund granted: the appeal form, not the answer form; a rejection: neither
+    page = client.get(f"/console/claims/{a2}").text
+    assert 'id="appeal-form"' in page and 'id="answer-form"' not in page
+    assert 'id="appeal-form"' not in client.get(f"/console/claims/{a1}").text
+    missing = client.post(f"/console/claims/{a2}/appeals",
+                          data={"csrf_token": csrf, "reason": "  "})
+    assert missing.status_code == 422 and "reason" in missing.text
+    refused = client.post(f"/console/claims/{a1}/appeals",
+                          data={"csrf_token": csrf, "reason": "x"})
+    assert refused.status_code == 409 and "a merchant appeals a granted refund" in refused.text
+    assert client.post(f"/console/claims/{b1}/appeals",  # another merchant's: not found
+                       data={"csrf_token": csrf, "reason": "x"}).status_code == 404
+    assert client.post(f"/console/claims/{a2}/appeals",
+                       data={"reason": "x"}).status_code == 403  # CSRF
+
+    sent = client.post(f"/console/claims/{a2}/appeals",
+                       data={"csrf_token": csrf, "reason": "买家收到的商品完好，有签收照片"},
+                       follow_redirects=False)
+    assert sent.status_code == 303 and sent.headers["location"].endswith("done=appeal")
+    page = client.get(sent.headers["location"]).text
+    assert "申诉已提交" in page and "买家收到的商品完好" in page
+    detail = client.get(f"/api/v1/claims/{a2}", headers=keys.admin).json()
+    assert detail["status"] == "appealed"
+    assert detail["appeals"][-1]["actor"] == "user:shop-a"
+    with svc.db.write() as session:  # the policy's own approvals may be appealed too
+        session.execute(update(Claim).where(Claim.id == a1).values(status="auto_approved"))
+    assert 'id="appeal-form"' in client.get(f"/console/claims/{a1}").text
+
+    client.cookies.clear()
+    csrf = _signed_in(client, "rev")
+    row = re.search(rf'<tr class="queue-row"[^>]*{a2}.*?</tr>',
+                    client.get("/console/queue").text, re.S).group(0)
+    assert "申诉原结果：已同意" in row
+    # reviewers file no appeals from the console (the buyer's come through the platform)
+    assert client.post(f"/console/claims/{b1}/appeals",
+                       data={"csrf_token": csrf, "reason": "x"}).status_code == 403
+
+
 # --- merchants -------------------------------------------------------------------------------
 
 def test_a_merchant_sees_only_its_own_claims_and_files(svc, client, keys, world):

@@ -1,10 +1,12 @@
 """The claim page's view model: the claim detail (claims/views.py) shaped for templates —
 photos with their overlay boxes, heatmap and matched reference, findings in the page's
-language, the metadata that mattered, timeline rows — for reviewers and merchants alike."""
+language, the metadata that mattered, appeals beside the decisions they appeal, timeline
+rows — for reviewers and merchants alike."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Mapping
 
 from sqlalchemy import select
@@ -14,7 +16,7 @@ from ...claims.service import Service
 from ...reasons import REASONS
 from ...store.tables import ShippingEvidence
 
-__all__ = ["blob_url", "claim_view", "shipping_evidence"]
+__all__ = ["appeal_rounds", "blob_url", "claim_view", "shipping_evidence"]
 
 #: Finding families whose details are "the metadata that mattered": what the file said
 #: about itself (labels, credentials, watermarks, EXIF facts, reuse).
@@ -123,6 +125,28 @@ def _summary(data: Mapping[str, Any]) -> str:
     return (text + (" · " if text and extra else "") + extra) if (text or extra) else ""
 
 
+def appeal_rounds(detail: Mapping[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
+    """Each appeal, oldest first, with the decision it appeals (the last one before it) and
+    the decision that answered it (the first one after it, before any later appeal); and
+    the ids of the decisions made on appeal."""
+    def at(row: Mapping[str, Any]) -> datetime:
+        return datetime.fromisoformat(row["created_at"])
+
+    decisions = sorted(detail.get("decisions") or [], key=at)
+    appeals = sorted(detail.get("appeals") or [], key=at)
+    rounds, on_appeal = [], set()
+    for n, appeal in enumerate(appeals):
+        ends = at(appeals[n + 1]) if n + 1 < len(appeals) else None
+        before = [d for d in decisions if at(d) <= at(appeal)]
+        after = [d for d in decisions if at(d) > at(appeal) and (ends is None or at(d) <= ends)]
+        answer = after[0] if after else None
+        if answer is not None:
+            on_appeal.add(answer["id"])
+        rounds.append({**appeal, "n": n + 1, "appealed": before[-1] if before else None,
+                       "answer": answer})
+    return rounds, on_appeal
+
+
 def shipping_evidence(svc: Service, order_id: str) -> list[dict[str, Any]]:
     """The order's packing/shipping photos, videos and keyframes, oldest first."""
     with svc.db.read() as session:
@@ -158,7 +182,12 @@ def claim_view(detail: Mapping[str, Any], lang: str) -> dict[str, Any]:
                  else None}
                 for e in reversed(detail.get("timeline") or [])]
     risk = detail.get("risk") or {}
+    appeals, on_appeal = appeal_rounds(detail)
     return {"photos": photos, "route_reasons": reasons, "responses": responses,
+            "appeals": appeals, "open_appeal": next(
+                (a for a in reversed(appeals) if a["status"] == "open"), None),
+            "decisions": [{**d, "on_appeal": d["id"] in on_appeal}
+                          for d in detail.get("decisions") or []],
             "timeline": timeline, "notes": [e for e in timeline if e["note"]],
             "risk_score": risk.get("score"), "risk_level": risk.get("level"),
             "has_heat": any(p["mask_url"] for p in photos),

@@ -1,10 +1,19 @@
 """The merchant portal: the store's own claims (what was found, why, the deadline to
-answer), the answer form (text, photos, packing/shipping videos) and the product
+answer), the answer form (text, photos, packing/shipping videos), appeals and the product
 reference photos. Every query is scoped to the signed-in user's merchant; another
-merchant's claim or product answers 404, exactly like one that does not exist."""
+merchant's claim or product answers 404, exactly like one that does not exist.
+
+Appeals: the API lets a merchant appeal its own decided claims (``POST
+/api/v1/claims/{id}/appeals`` admits admin, intake and merchant keys), and the portal
+offers the same to the merchant's users — on the claims a refund was granted on
+(``approved``, ``auto_approved``), the decisions a merchant would contest. An appealed
+claim goes back to review; while it is appealed the merchant may answer again (the appeal
+opens a fresh response window).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,8 +25,8 @@ from sqlalchemy import func, select
 from ...claims import intake, views, workflow
 from ...claims.intake import Upload
 from ...claims.keyframes import probe_video_bytes
-from ...errors import InvalidInput, NotFound, RequestError
-from ...store.tables import Job, Product, ReferencePhoto
+from ...errors import Conflict, InvalidInput, NotFound, RequestError
+from ...store.tables import Job, Product, ReferencePhoto, utcnow
 from ..api.uploads import read_form, single
 from .claimview import blob_url, claim_view, shipping_evidence
 from .render import ConsoleRoute, Ctx, check_csrf, merchant, render, see_other
@@ -61,15 +70,23 @@ def _keyframes_pending(ctx: Ctx, claim_id: str) -> bool:
             Job.status.in_(("queued", "running")))).scalar_one())
 
 
+#: Decided claims a merchant may appeal from the portal: those a refund was granted on.
+APPEALABLE = ("approved", "auto_approved")
+
+
 def merchant_page(ctx: Ctx, claim_id: str, *, done: str = "", error: str = "",
-                  status: int = 200, text: str = "") -> Response:
+                  status: int = 200, text: str = "", appeal_reason: str = "") -> Response:
     detail = views.claim_detail(ctx.svc, claim_id, merchant_scope=ctx.user.merchant_id)
+    due = detail["deadlines"]["merchant_response_due_at"]
+    # an appeal opens a fresh response window: while it lasts, say until when
+    answer_until = due if detail["status"] == "appealed" and due and \
+        datetime.fromisoformat(due) > utcnow() else ""
     return render(ctx, "claim_merchant.html", status=status, claim=detail,
                   view=claim_view(detail, ctx.lang),
                   shipping=shipping_evidence(ctx.svc, detail["order_id"]),
-                  merchant_sla=ctx.sla(detail["deadlines"]["merchant_response_due_at"],
-                                       near_hours=4),
-                  can_answer=detail["status"] not in ("approved", "rejected"),
+                  merchant_sla=ctx.sla(due, near_hours=4), answer_until=answer_until,
+                  can_answer=detail["status"] not in workflow.DECIDED,
+                  can_appeal=detail["status"] in APPEALABLE, appeal_reason=appeal_reason,
                   pending=_keyframes_pending(ctx, claim_id), done=done, error=error,
                   text=text, max_files=ctx.svc.settings.max_photos_per_claim)
 
@@ -114,6 +131,27 @@ async def respond(request: Request, claim_id: str) -> Response:
         return see_other(ctx, f"/console/claims/{claim_id}?done=response")
     return await run_in_threadpool(lambda: merchant_page(ctx, claim_id, error=error,
                                                          status=status, text=text))
+
+
+@router.post("/console/claims/{claim_id}/appeals", include_in_schema=False)
+def appeal(request: Request, claim_id: str, reason: str = Form(""),
+           csrf_token: str = Form("")) -> Response:
+    """The merchant appeals a refund granted on its claim (see the module docstring)."""
+    ctx = merchant(request)
+    check_csrf(ctx, csrf_token)
+    detail = views.claim_detail(ctx.svc, claim_id, merchant_scope=ctx.user.merchant_id)
+    try:
+        if detail["status"] not in APPEALABLE:
+            raise Conflict(f"claim {claim_id}: status {detail['status']}; a merchant appeals "
+                           f"a granted refund ({', '.join(APPEALABLE)})", field="claim_id",
+                           code="invalid_state")
+        workflow.appeal(ctx.svc, claim_id, reason=reason, actor=ctx.user.actor)
+    except RequestError as exc:
+        if exc.status == 404:
+            raise
+        return merchant_page(ctx, claim_id, error=str(exc), status=exc.status,
+                             appeal_reason=reason)
+    return see_other(ctx, f"/console/claims/{claim_id}?done=appeal")
 
 
 # --- products and reference photos -----------------------------------------------------------

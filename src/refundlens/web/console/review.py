@@ -3,6 +3,11 @@
 Actions call the claims workflow (decide, request_evidence, escalate, add_note) with the
 actor ``user:<username>``; the workflow writes the audit event and the webhook deliveries
 in the same transaction, so everything done here shows in the API and the webhooks.
+
+Appealed claims wait in the queue beside those in review (``?status=appealed`` shows only
+them), marked with the outcome appealed; deciding one answers the appeal. Reviewers file
+no appeals: they come from the buyer through the platform, or from the merchant
+(``merchant.py``), as the API allows.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy import func, select
 from ...claims import views, workflow
 from ...errors import InvalidInput, RequestError
 from ...reasons import REASONS
-from ...store.tables import Claim, Merchant, utcnow
+from ...store.tables import Claim, Decision, Merchant, utcnow
 from .claimview import claim_view, shipping_evidence
 from .render import ConsoleRoute, Ctx, check_csrf, render, reviewer, see_other
 
@@ -32,14 +37,19 @@ MAX_MERCHANT_CHOICES = 500
 
 
 class QueueFilters:
-    """The queue's filters, checked: merchant id, risk level, reason code, minimum age."""
+    """The queue's filters, checked: merchant id, risk level, reason code, minimum age,
+    status (in review or appealed)."""
 
     def __init__(self, merchant: str = "", level: str = "", code: str = "",
-                 age: str = "") -> None:
+                 age: str = "", status: str = "") -> None:
         self.merchant = merchant.strip()[:40]
         self.level = level.strip()
         self.code = code.strip()
         self.age = age.strip()
+        self.status = status.strip()
+        if self.status and self.status not in views.QUEUE_STATUSES:
+            raise InvalidInput(f"status: got {self.status!r}, expected one of "
+                               f"{', '.join(views.QUEUE_STATUSES)}", field="status")
         if self.level and self.level not in ("low", "medium", "high"):
             raise InvalidInput(f"level: got {self.level!r}, expected low, medium or high",
                                field="level")
@@ -55,17 +65,20 @@ class QueueFilters:
         values = dict(parse_qsl(query or ""))
         try:
             return cls(values.get("merchant", ""), values.get("level", ""),
-                       values.get("code", ""), values.get("age", ""))
+                       values.get("code", ""), values.get("age", ""),
+                       values.get("status", ""))
         except InvalidInput:
             return cls()
 
     def query(self) -> str:
         return urlencode({k: v for k, v in (("merchant", self.merchant), ("level", self.level),
-                                            ("code", self.code), ("age", self.age)) if v})
+                                            ("code", self.code), ("age", self.age),
+                                            ("status", self.status)) if v})
 
     def page(self, ctx: Ctx, *, offset: int, limit: int) -> dict[str, Any]:
         return views.list_claims(
-            ctx.svc, statuses=views.QUEUE_STATUSES, merchant_id=self.merchant or None,
+            ctx.svc, statuses=(self.status,) if self.status else views.QUEUE_STATUSES,
+            merchant_id=self.merchant or None,
             risk_level=self.level or None, code=self.code or None,
             min_age_hours=float(self.age) if self.age else None, sort="deadline",
             limit=limit, offset=offset)
@@ -84,6 +97,19 @@ def _merchant_choices(ctx: Ctx) -> list[tuple[str, str]]:
         return [(m.id, m.name) for m in session.execute(
             select(Merchant.id, Merchant.name).order_by(Merchant.name, Merchant.id)
             .limit(MAX_MERCHANT_CHOICES)).all()]
+
+
+def _appealed_outcomes(ctx: Ctx, claims: list[dict[str, Any]]) -> dict[str, str]:
+    """For each appealed claim, the outcome appealed (its latest decision): ``approved``,
+    ``rejected``, or ``auto_approved`` for the policy's."""
+    ids = [c["id"] for c in claims if c["status"] == "appealed"]
+    if not ids:
+        return {}
+    with ctx.svc.db.read() as session:
+        rows = session.execute(select(Decision.claim_id, Decision.outcome, Decision.kind)
+                               .where(Decision.claim_id.in_(ids))
+                               .order_by(Decision.created_at)).all()
+    return {r.claim_id: "auto_approved" if r.kind == "policy" else r.outcome for r in rows}
 
 
 def _overdue(ctx: Ctx) -> int:
@@ -108,16 +134,18 @@ def claim_link(claim_id: str, *, index: int | None = None, query: str = "",
 
 @router.get("/console/queue", include_in_schema=False)
 def queue(request: Request, merchant: str = "", level: str = "", code: str = "",
-          age: str = "", page: int = 1, done: str = "") -> Response:
+          age: str = "", status: str = "", page: int = 1, done: str = "") -> Response:
     ctx = reviewer(request)
-    filters = QueueFilters(merchant, level, code, age)
+    filters = QueueFilters(merchant, level, code, age, status)
     page = max(1, page)
     offset = (page - 1) * PAGE_SIZE
     result = filters.page(ctx, offset=offset, limit=PAGE_SIZE)
     pages = max(1, -(-result["total"] // PAGE_SIZE))
     names = _merchant_names(ctx, {c["merchant_id"] for c in result["claims"]})
+    appealed = _appealed_outcomes(ctx, result["claims"])
     query = filters.query()
     rows = [{**c, "merchant_name": names.get(c["merchant_id"], c["merchant_id"]),
+             "appeal_of": appealed.get(c["id"], "") if c["status"] == "appealed" else None,
              "sla": ctx.sla(c["review_due_at"]),
              "link": claim_link(c["id"], index=offset + i, query=query)}
             for i, c in enumerate(result["claims"])]
@@ -188,6 +216,11 @@ def _act(request: Request, claim_id: str, csrf_token: str, i: str, q: str, done:
     index = _index(i)
     filters = QueueFilters.from_query(q)
     query = filters.query()
+    if done in ("approved", "rejected"):
+        with ctx.svc.db.read() as session:
+            if session.execute(select(Claim.status).where(Claim.id == claim_id)
+                               ).scalar_one_or_none() == "appealed":
+                done = f"appeal_{done}"  # the decision answers the appeal: say so
     try:
         result = action(ctx)
     except RequestError as exc:
