@@ -4,7 +4,10 @@ content-addressed and written atomically, and times come back timezone-aware."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -72,20 +75,34 @@ def test_blobs_are_content_addressed_and_idempotent(tmp_path):
     assert not store.exists("../x")
 
 
-def test_a_database_at_0002_upgrades_to_the_login_attempts_table(database_url, tmp_path):
-    """Migration 0003 on a database created at 0002 (an empty one: the fixture's copy is
-    already at head), keeping its rows; the lockout then works on it."""
+@contextlib.contextmanager
+def _scratch_database(database_url: str, tmp_path: Path, name: str) -> Iterator[Database]:
+    """An empty database of the same kind as ``database_url`` (a new PostgreSQL database
+    on the same server, or a new SQLite file), dropped afterwards."""
     admin = None
     if database_url.startswith("postgresql"):
-        name = "m_" + database_url.rsplit("/", 1)[1]
+        name = f"{name}_{database_url.rsplit('/', 1)[1]}"
         admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {name}"))
-        database_url = database_url.rsplit("/", 1)[0] + f"/{name}"
+        url = database_url.rsplit("/", 1)[0] + f"/{name}"
     else:
-        database_url = f"sqlite:///{tmp_path / 'at-0002.db'}"
-    db = Database(database_url)
+        url = f"sqlite:///{tmp_path / name}.db"
+    db = Database(url)
     try:
+        yield db
+    finally:
+        db.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
+
+
+def test_a_database_at_0002_upgrades_to_the_login_attempts_table(database_url, tmp_path):
+    """Migration 0003 on a database created at 0002 (an empty one: the fixture's copy is
+    already at head), keeping its rows; the lockout then works on it."""
+    with _scratch_database(database_url, tmp_path, "at0002") as db:
         db.upgrade("0002")
         assert db.current_revision() == "0002" and "login_attempts" not in db.table_names()
         with db.write() as session:
@@ -101,9 +118,22 @@ def test_a_database_at_0002_upgrades_to_the_login_attempts_table(database_url, t
         assert throttle.attempt("old", "192.0.2.1") > 0
         with db.read() as session:
             assert session.query(LoginAttempt).count() == 2
-    finally:
-        db.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            admin.dispose()
+
+
+def test_a_database_at_0003_upgrades_with_each_rotated_keys_lineage(database_url, tmp_path):
+    """Migration 0004 adds api_keys.lineage and fills it for keys rotated before it: the
+    first key of each rotation chain, so their clients' Idempotency-Keys still match."""
+    with _scratch_database(database_url, tmp_path, "at0003") as db:
+        db.upgrade("0003")
+        with db.write() as session:  # the 0003 table has no lineage column: plain SQL
+            for key_id, replaces in [("k_a", None), ("k_b", "k_a"), ("k_c", "k_b"),
+                                     ("k_solo", None)]:
+                session.execute(text(
+                    "INSERT INTO api_keys (id, role, secret_hash, name, created_at, replaces) "
+                    "VALUES (:id, 'intake', 'x', '', CURRENT_TIMESTAMP, :replaces)"),
+                    {"id": key_id, "replaces": replaces})
+        db.upgrade()
+        db.check()
+        with db.read() as session:
+            lineage = dict(session.execute(text("SELECT id, lineage FROM api_keys")).all())
+        assert lineage == {"k_a": None, "k_b": "k_a", "k_c": "k_a", "k_solo": None}

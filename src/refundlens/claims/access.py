@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
@@ -77,7 +76,7 @@ def _check_role(svc: Service, session: object, role: str, merchant_id: str | Non
 
 
 def create_key(svc: Service, *, role: str, merchant_id: str | None = None, name: str = "",
-               actor: str = "cli", replaces: str | None = None,
+               actor: str = "cli", replaces: str | None = None, lineage: str | None = None,
                expires_in: timedelta | None = None) -> tuple[ApiKey, str]:
     """A new key; returns the row and the token (shown once, never stored)."""
     parts = generate_api_key()
@@ -85,6 +84,7 @@ def create_key(svc: Service, *, role: str, merchant_id: str | None = None, name:
         _check_role(svc, session, role, merchant_id)
         row = ApiKey(id=parts.key_id, role=role, merchant_id=merchant_id, name=name[:200],
                      secret_hash=hash_secret(parts.secret), replaces=replaces,
+                     lineage=lineage,
                      expires_at=utcnow() + expires_in if expires_in else None)
         session.add(row)
         session.flush()
@@ -102,11 +102,12 @@ def rotate_key(svc: Service, key_id: str, *, grace: timedelta = timedelta(hours=
         if old is None or old.revoked_at is not None:
             raise NotFound(f"API key {key_id!r}: no such active key", field="key_id")
         old.expires_at = min(filter(None, [old.expires_at, utcnow() + grace]))
-        role, merchant_id, name = old.role, old.merchant_id, old.name
+        role, merchant_id, name, lineage = old.role, old.merchant_id, old.name, \
+            old.lineage or old.id
         append_event(session, actor=actor, action="api_key_rotated",
                      data={"key_id": key_id, "expires_at": old.expires_at.isoformat()})
     return create_key(svc, role=role, merchant_id=merchant_id, name=name, actor=actor,
-                      replaces=key_id)
+                      replaces=key_id, lineage=lineage)
 
 
 def revoke_key(svc: Service, key_id: str, *, actor: str = "cli") -> None:
@@ -132,19 +133,7 @@ def authenticate_key(svc: Service, token: str) -> Caller | None:
         if not hmac.compare_digest(row.secret_hash, hash_secret(parts.secret)):
             return None
         return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at,
-                      lineage=_lineage(session, row))
-
-
-def _lineage(session: Any, row: ApiKey) -> str:
-    """The first key of ``row``'s rotation chain (``replaces`` links, newest to oldest)."""
-    first, seen = row.id, {row.id}
-    previous = row.replaces
-    while previous and previous not in seen and len(seen) < 1000:
-        first = previous
-        seen.add(previous)
-        previous = session.execute(select(ApiKey.replaces).where(ApiKey.id == previous)
-                                   ).scalar_one_or_none()
-    return first
+                      lineage=row.lineage or row.id)
 
 
 def create_user(svc: Service, *, username: str, password: str, role: str,

@@ -291,6 +291,9 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     #: the key this one replaced on rotation (the old one stays valid until its grace ends)
     replaces: Mapped[str | None] = mapped_column(String(40), default=None)
+    #: the first key of this key's rotation chain (None: this key is the first); one
+    #: client's Idempotency-Keys belong to the whole chain
+    lineage: Mapped[str | None] = mapped_column(String(40), default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
