@@ -562,6 +562,10 @@ def test_an_auto_approved_claim_can_be_escalated_to_review(client, keys, run_job
                                       if e["action"] == "decided"][-1]
     assert client.post(f"/api/v1/claims/{claim_id}/decision", json={"outcome": "approved"},
                        headers=keys.reviewer).status_code == 409
+    # nobody reviews an auto-approval: the merchant is told to appeal, not to answer
+    answer = client.post(f"/api/v1/claims/{claim_id}/responses", data={"text": "货是好的"},
+                         headers=keys.merchant(merchant_id))
+    assert answer.status_code == 409 and "appeal" in answer.json()["error"]["message"]
 
     escalated = client.post(f"/api/v1/claims/{claim_id}/escalate",
                             json={"reason": "同一买家近期多次申请"}, headers=keys.reviewer)

@@ -469,6 +469,10 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
         if claim.status in ("approved", "rejected"):
             raise Conflict(f"claim {claim_id}: decided ({claim.status}); the response "
                            f"window is closed", field="claim_id", code="invalid_state")
+        if claim.status == "auto_approved":
+            # nobody reviews an auto-approved claim, so an answer would be read by no one
+            raise Conflict(f"claim {claim_id}: auto-approved; appeal it to have a person "
+                           f"review it, then answer", field="claim_id", code="invalid_state")
         response = MerchantResponse(id=new_id("rsp"), claim_id=claim_id,
                                     merchant_id=merchant_id, text=text, files=stored,
                                     actor=actor)
