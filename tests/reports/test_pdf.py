@@ -4,7 +4,6 @@ the embedded CJK font; pdftoppm for page images)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import re
@@ -60,8 +59,10 @@ class Blobs(dict):
 
 def photo_entry(blobs: Blobs, name: str, *, role: str = "claim",
                 reference: tuple[Reference, str] | None = None, analysed: bool = True,
-                ) -> dict[str, Any]:
-    data = (SAMPLES / name).read_bytes()
+                data: bytes | None = None) -> dict[str, Any]:
+    """A claim detail's photo: the demo sample ``name`` (or ``data``), analysed against
+    ``reference`` (the listing photo and its sha256) unless ``analysed`` is false."""
+    data = (SAMPLES / name).read_bytes() if data is None else data
     sha = blobs.put(data)
     loaded = load_photo(data, name=name)
     entry: dict[str, Any] = {"id": f"pho_{sha[:10]}", "sha256": sha, "filename": name,
@@ -211,8 +212,9 @@ def test_pages_render_to_images_that_are_not_blank(claim, tmp_path):
 def test_changed_region_is_boxed_on_the_photo_and_the_reference(claim):
     detail, blobs = claim
     photo = detail["photos"][0]
-    view = _photo_view(photo, 0, images=ImageStore(blobs.__getitem__), lang="zh")
-    shown = _decode_uri(view["uri"])
+    images = ImageStore(blobs.__getitem__)
+    view = _photo_view(photo, 0, images=images, lang="zh")
+    shown = _figure(images, view["uri"])
     region = finding(detail, "REFERENCE_ALTERED")["region"]
     scale = shown.shape[1] / photo["width"]
     x, y = round(region["x"] * scale), round(region["y"] * scale)
@@ -220,15 +222,16 @@ def test_changed_region_is_boxed_on_the_photo_and_the_reference(claim):
     left_edge = shown[y + h // 4: y + 3 * h // 4, max(0, x - 2): x + 3].astype(int)
     red = (left_edge[..., 0] > 170) & (left_edge[..., 1] < 90) & (left_edge[..., 2] < 110)
     assert red.any(axis=1).mean() > 0.9, "the box's left edge is not drawn where the region is"
-    reference = _decode_uri(view["reference"]["uri"]).astype(int)
+    reference = _figure(images, view["reference"]["uri"]).astype(int)
     plain = load_photo(blobs[photo["matched_reference"]["sha256"]]).pixels.astype(int)
     drawn = (reference[..., 0] > 170) & (reference[..., 1] < 90) & (plain[..., 1] > 120)
     assert drawn.sum() > 50, "the region is not carried onto the matched reference"
 
 
-def _decode_uri(uri: str) -> np.ndarray:
-    assert uri.startswith("data:image/jpeg;base64,")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+def _figure(images: ImageStore, url: str) -> np.ndarray:
+    data = images.figure_bytes(url)
+    assert data is not None and data.startswith(b"\xff\xd8"), url
+    return np.asarray(Image.open(io.BytesIO(data)))
 
 
 def test_missing_optional_keys_and_blobs_still_render(tmp_path):
@@ -286,11 +289,15 @@ def test_the_renderer_may_load_only_data_uris_and_the_font():
     from refundlens.reports.pdf import _fetcher_class, find_cjk_font
 
     font = find_cjk_font().resolve().as_uri()
-    fetcher = _fetcher_class(weasyprint)({font})
-    for url in ("file:///etc/passwd", "http://127.0.0.1/x.png", "https://example.com/a.css"):
+    images = ImageStore(Blobs().__getitem__)
+    figure = images.figure(np.zeros((4, 4, 3), np.uint8))
+    fetcher = _fetcher_class(weasyprint)({font}, images)
+    for url in ("file:///etc/passwd", "http://127.0.0.1/x.png", "https://example.com/a.css",
+                "figure:99"):
         with pytest.raises(ValueError, match="no external resource"):
             fetcher.fetch(url)
     assert fetcher.fetch("data:text/plain;base64,aGk=").read() == b"hi"
+    assert fetcher.fetch(figure).read() == images.figure_bytes(figure)
 
 
 def test_timeline_actions_are_shown_in_words_beside_their_names(tmp_path):
@@ -328,3 +335,125 @@ def test_times_are_printed_in_the_zone_given_and_the_report_names_it(tmp_path):
     for expected in ("2026-11-2003:00:00+01:00", "2026-07-0104:00:00+02:00",
                      "TimesareinEurope/Berlin(UTC+01:00)"):
         assert expected in berlin, expected
+
+
+# --- phone-size photos: figures decoded at a reduced scale, regions still in place ---------
+
+REGION = {"x": 1800, "y": 2400, "width": 600, "height": 500}  # in the upright photo
+
+
+def _upright_12mp() -> np.ndarray:
+    """A 3000×4000 (12 MP, portrait) photo-like image: gradients and noise."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:4000, 0:3000]
+    gray = (70 + 60 * xx / 3000 + 40 * np.sin(yy / 150)).astype(np.int16)
+    pixels = np.repeat(gray[..., None], 3, axis=2) + rng.integers(-6, 7, (4000, 3000, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _jpeg_bytes(pixels: np.ndarray, **save: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=92, **save)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def phone_claim() -> tuple[dict[str, Any], Blobs]:
+    """A claim whose photo is a 12 MP phone JPEG stored sideways with EXIF orientation 6
+    (as phones write portrait photos), a green patch where the 'changed region' is, its
+    full-size mask, and a 12 MP reference it was derived from (identity transform)."""
+    blobs = Blobs()
+    upright = _upright_12mp()
+    reference_sha = blobs.put(_jpeg_bytes(upright))
+    x, y, w, h = REGION["x"], REGION["y"], REGION["width"], REGION["height"]
+    edited = upright.copy()
+    edited[y:y + h, x:x + w] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter left; shown after turning it right
+    stored = np.ascontiguousarray(np.rot90(edited, 1))  # 4000 wide × 3000 high
+    photo_sha = blobs.put(_jpeg_bytes(stored, exif=exif.tobytes()))
+    mask = np.zeros((4000, 3000), np.uint8)
+    mask[y:y + h, x:x + w] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(mask, "L").save(buffer, format="PNG")
+    mask_sha = blobs.put(buffer.getvalue())
+    altered = {"code": "REFERENCE_ALTERED", "detector": "reference", "score": 0.97,
+               "strength": "conclusive", "region": REGION, "message_zh": "商家图片被局部修改",
+               "message_en": "The merchant's photo was changed in places",
+               "details": {"transform": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                           "reference_sha256": reference_sha}}
+    photo = {"id": "pho_phone", "sha256": photo_sha, "filename": "IMG_0412.jpg",
+             "role": "claim", "width": 3000, "height": 4000, "mask_sha256": mask_sha,
+             "matched_reference": {"id": "ref_1", "sha256": reference_sha,
+                                   "filename": "listing.jpg"},
+             "analysis": {"width": 3000, "height": 4000, "findings": [altered],
+                          "detectors": []}}
+    return {"id": "clm_phone", "type": "refund_only", "status": "in_review",
+            "photos": [photo]}, blobs
+
+
+def test_a_phone_photo_is_shown_upright_downscaled_with_its_region_in_place(phone_claim):
+    detail, blobs = phone_claim
+    images = ImageStore(blobs.__getitem__)
+    view = _photo_view(detail["photos"][0], 0, images=images, lang="zh")
+    shown = _figure(images, view["uri"]).astype(int)
+    assert shown.shape[:2] == (1200, 900)  # upright, long side at MAX_IMAGE_SIDE
+    scale = 900 / 3000
+    x, y = REGION["x"] * scale, REGION["y"] * scale
+    w, h = REGION["width"] * scale, REGION["height"] * scale
+    cy, cx = round(y + h / 2), round(x + w / 2)
+    r, g, b = shown[cy - 5:cy + 5, cx - 5:cx + 5].reshape(-1, 3).mean(axis=0)
+    assert r > 100 and g > 80 and b < 60, "the green patch is not under the red mask"
+    outside = shown[cy - 5:cy + 5, round(x) - 40:round(x) - 30].reshape(-1, 3).mean(axis=0)
+    assert abs(outside[0] - outside[1]) < 20, "the mask or the patch spills outside the region"
+    left_edge = shown[round(y + h / 4):round(y + 3 * h / 4), round(x) - 3:round(x) + 3]
+    red = (left_edge[..., 0] > 170) & (left_edge[..., 1] < 90) & (left_edge[..., 2] < 110)
+    assert red.any(axis=1).mean() > 0.9, "the box's left edge is not drawn where the region is"
+    reference = _figure(images, view["reference"]["uri"]).astype(int)
+    assert reference.shape[:2] == (1200, 900)
+    ref_edge = reference[round(y + h / 4):round(y + 3 * h / 4), round(x) - 3:round(x) + 3]
+    red = (ref_edge[..., 0] > 170) & (ref_edge[..., 1] < 90)
+    assert red.any(axis=1).mean() > 0.9, "the region is not carried onto the reference"
+
+
+def test_a_phone_photo_report_embeds_small_images_and_prints_the_original_hashes(
+        phone_claim, tmp_path):
+    detail, blobs = phone_claim
+    pdf = render_claim_pdf(detail, load_blob=blobs.__getitem__, lang="zh")
+    path = tmp_path / "phone.pdf"
+    path.write_bytes(pdf)
+    listing = subprocess.run([tool("pdfimages"), "-list", str(path)], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[2:]
+    sizes = [(int(line.split()[3]), int(line.split()[4])) for line in listing]
+    assert sorted(sizes) == [(900, 1200), (900, 1200)], sizes  # photo and reference
+    assert len(pdf) < 1_500_000, len(pdf)
+    flat = squash(pdf_text(pdf, tmp_path, "phone"))
+    photo = detail["photos"][0]
+    for sha in (photo["sha256"], photo["mask_sha256"], photo["matched_reference"]["sha256"]):
+        assert sha in flat  # the stored originals stay identifiable
+    assert "3000×4000" in flat and "商家图片被局部修改" in flat
+
+
+@pytest.mark.parametrize("fmt, orientation", [("JPEG", 1), ("JPEG", 6), ("JPEG", 8),
+                                              ("PNG", 1), ("PNG", 6)])
+def test_figures_decode_the_same_upright_pixels_as_the_analysis(fmt, orientation):
+    """load_preview (reduced decode) against load_photo (what the analysis saw), fitted to
+    the same figure size: same shape, same picture."""
+    from refundlens.imaging import load_preview
+    from refundlens.reports.figures import MAX_IMAGE_SIDE, fit
+
+    pixels = np.ascontiguousarray(_upright_12mp()[:2400, :2000])  # not square: turns show
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, exif=exif.tobytes(),
+                                 **({"quality": 92} if fmt == "JPEG" else {}))
+    data = buffer.getvalue()
+    full = load_photo(data)
+    preview = load_preview(data, side=MAX_IMAGE_SIDE)
+    assert (preview.width, preview.height) == (full.width, full.height)
+    assert max(preview.pixels.shape[:2]) < max(full.pixels.shape[:2])  # decoded reduced
+    a = fit(preview.pixels, MAX_IMAGE_SIDE).astype(int)
+    b = fit(full.pixels, MAX_IMAGE_SIDE).astype(int)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 1.0  # measured 0.17 (JPEG decoded at 1/2), 0 (PNG)

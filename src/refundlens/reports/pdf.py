@@ -13,7 +13,7 @@ Rendering is HTML + CSS through WeasyPrint (imported on first use). Chinese rend
 CJK font embedded (subset) in the PDF: the first of :data:`CJK_FONTS` that exists, else the
 first font fontconfig lists for Chinese; without one the call fails with
 :class:`~refundlens.errors.ConfigError` naming the Debian package to install. Nothing is
-fetched: the only resources the document may load are its own ``data:`` images and that font.
+fetched: the only resources the document may load are its own figures and that font.
 
 Images are downscaled to at most :data:`MAX_IMAGE_SIDE` pixels and embedded as JPEG, which
 keeps a three-photo claim at a few hundred kilobytes.
@@ -45,7 +45,6 @@ from .figures import (
     draw_marks,
     finding_regions,
     fit,
-    jpeg_uri,
     overlay,
     reference_polygon,
 )
@@ -401,7 +400,7 @@ def _photo_view(photo: Mapping[str, Any], index: int, *, images: ImageStore,
                  for f in findings for (x, y, w, h) in f["regions"]]
         canvas = Image.fromarray(shown, "RGB")
         draw_marks(canvas, marks, polygons=False)
-        view["uri"] = jpeg_uri(canvas)
+        view["uri"] = images.figure(canvas)
     view["reference"] = _reference_view(photo, findings, images=images)
     return view
 
@@ -433,7 +432,7 @@ def _reference_view(photo: Mapping[str, Any], findings: Sequence[dict[str, Any]]
                               "points": [(x * scale, y * scale) for x, y in polygon]})
     canvas = Image.fromarray(shown, "RGB")
     draw_marks(canvas, marks, polygons=True)
-    view["uri"] = jpeg_uri(canvas)
+    view["uri"] = images.figure(canvas)
     return view
 
 
@@ -452,7 +451,7 @@ def _response_views(responses: Iterable[Any], *, images: ImageStore, zone: dt.tz
             if str(entry["content_type"]).startswith("image/"):
                 image = images.get(entry["sha256"], entry["filename"])
                 if image.pixels is not None:
-                    entry["uri"] = jpeg_uri(fit(image.pixels, _THUMB_SIDE))
+                    entry["uri"] = images.figure(fit(image.pixels, _THUMB_SIDE))
                 entry["error"] = image.error
             files.append(entry)
         views.append({"id": response.get("id") or "", "text": response.get("text") or "",
@@ -595,15 +594,20 @@ def _fetcher_class(weasyprint: Any) -> type:
     base = weasyprint.urls.URLFetcher
 
     class _LocalOnly(base):  # type: ignore[misc, valid-type]
-        """Loads ``data:`` URIs and the one font file; refuses everything else, so nothing
-        in a claim (a merchant's text, a file name) can make the renderer read a file or
-        the network."""
+        """Loads the report's own figures, ``data:`` URIs and the one font file; refuses
+        everything else, so nothing in a claim (a merchant's text, a file name) can make
+        the renderer read a file or the network."""
 
-        def __init__(self, allowed: set[str]) -> None:
+        def __init__(self, allowed: set[str], figures: ImageStore | None = None) -> None:
             super().__init__(allowed_protocols={"data", "file"})
             self._allowed = allowed
+            self._figures = figures
 
         def fetch(self, url: str, headers: Any = None) -> Any:
+            figure = self._figures.figure_bytes(url) if self._figures is not None else None
+            if figure is not None:
+                return weasyprint.urls.URLFetcherResponse(
+                    url, figure, headers={"Content-Type": "image/jpeg"})
             if not url.startswith("data:") and url not in self._allowed:
                 raise ValueError(f"the claim report loads no external resource: {url[:80]}")
             return super().fetch(url, headers)
@@ -645,12 +649,13 @@ def render_claim_pdf(detail: Mapping[str, Any], *, load_blob: Callable[[str], by
         raise ValueError(f"claim detail: expected a mapping with an 'id', got {got}")
     font_path = find_cjk_font(font)
     weasyprint = _weasyprint()
-    context = _context(detail, images=ImageStore(load_blob), lang=lang,
+    images = ImageStore(load_blob)
+    context = _context(detail, images=images, lang=lang,
                        now=now or dt.datetime.now(dt.timezone.utc),
                        zone=zone or time_zone(DEFAULT_TIMEZONE))
     font_uri = font_path.resolve().as_uri()
     html = _environment().get_template("claim_report.html").render(font_uri=font_uri, **context)
-    fetcher = _fetcher_class(weasyprint)({font_uri})
+    fetcher = _fetcher_class(weasyprint)({font_uri}, images)
     # One render at a time: WeasyPrint's font configuration goes through fontconfig, which
     # is not documented as thread-safe, and the render is CPU-bound under the GIL anyway.
     with _RENDER_LOCK:
