@@ -6,12 +6,15 @@ The caller writes, detectors only read::
     from refundlens.index import ReuseIndex, photo_hashes
 
     index = ReuseIndex.from_settings(settings)        # <data_dir>/reuse/reuse.sqlite3
+    index = ReuseIndex.in_database(service.db)        # or the service's, shared by hosts
     hashes = photo_hashes(photo)                      # or PhotoHashes.from_dict(info)
     index.query(hashes, exclude="claim-17/1")         # -> [ReuseMatch, ...]
     index.add("claim-17/1", hashes, meta={"claim": "claim-17", "buyer": "b-9"})
 
 Modules: :mod:`.hashing` (pHash variants), :mod:`.search` (multi-index Hamming search),
-:mod:`.reuse` (the SQLite-backed index).
+:mod:`.reuse` (the index: search and verification over a store), :mod:`.store` (the storage
+interface), :mod:`.filestore` (a SQLite file of its own), :mod:`.dbstore` (the service's
+database).
 """
 
 from __future__ import annotations

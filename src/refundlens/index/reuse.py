@@ -1,11 +1,13 @@
 """The reuse index: every photo a deployment has seen, searchable for exact and near copies.
 
-A SQLite file (``<dir>/reuse.sqlite3``, by default under ``Settings.data_dir / "reuse"``)
-is the durable store, one row per photo key; the 64-bit hashes of all rows are also held
-in memory by :class:`~refundlens.index.search.HammingSearch` (multi-index hashing), loaded
-at the first query and topped up from the table before every query, so rows written by
-another process show up. SQLite runs in WAL mode: any number of processes read while one
-writes.
+A store keeps one row per photo key durably (:mod:`refundlens.index.store`): a SQLite
+file of its own for the CLI and the batch engine (:mod:`~refundlens.index.filestore`,
+``<dir>/reuse.sqlite3``, by default under ``Settings.data_dir / "reuse"``), or the claims
+service's database, shared by every worker on every host
+(:mod:`~refundlens.index.dbstore`). The 64-bit hashes of all rows are also held in memory
+by :class:`~refundlens.index.search.HammingSearch` (multi-index hashing), loaded at the
+first query and topped up from the store before every query, so rows written by another
+process (or host) show up.
 
 Matching is two-stage (the thresholds are measured, see below):
 
@@ -66,7 +68,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,10 +76,11 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..models import Photo
-from .hashing import FINE_BITS, HASH_VERSION, VARIANTS, PhotoHashes, hamming, photo_hashes
+from .filestore import FileStore
+from .hashing import FINE_BITS, VARIANTS, PhotoHashes, hamming, photo_hashes
 from .search import HammingSearch
+from .store import ReuseStore, StoredRow, stored_time
 
 __all__ = ["DEFAULT_MAX_DISTANCE", "DEFAULT_MAX_FINE_DISTANCE", "RELATIONS", "ReuseIndex",
            "ReuseMatch"]
@@ -97,9 +99,6 @@ RELATIONS = {
     "crop_source": "a wider version of the stored photo (the stored one is its crop)",
 }
 
-FILENAME = "reuse.sqlite3"
-_SCHEMA_VERSION = 1
-_COLUMNS = tuple(f"h_{name}" for name in VARIANTS)
 _VARIANT_INDEX = {name: i for i, name in enumerate(VARIANTS)}
 _FULL = _VARIANT_INDEX["full"]
 _CROPS = tuple(i for name, i in _VARIANT_INDEX.items() if name.startswith("crop"))
@@ -136,18 +135,21 @@ class ReuseMatch:
 class ReuseIndex:
     """Photos of one deployment by key, for exact and near-copy lookup.
 
-    Open with :meth:`open` (or :meth:`from_settings`). Methods are thread-safe; other
-    processes may read (and one may write) the same directory at the same time. The
-    index pickles as its path and reopens lazily where it is unpickled (a Ray worker),
-    without creating anything there. :meth:`close` releases the file and the memory; a
-    later call reopens.
+    Open with :meth:`open` (a SQLite file of its own in a directory; or
+    :meth:`from_settings`) or :meth:`in_database` (the claims service's database, shared by
+    every process and host on it); ``ReuseIndex(store)`` takes any
+    :class:`~refundlens.index.store.ReuseStore`. Methods are thread-safe; other processes
+    may read and write the same store at the same time. The index pickles as its store's
+    address (a path, a database URL) and reopens lazily where it is unpickled (an analysis
+    process, a Ray worker), without creating anything there. :meth:`close` releases
+    connections and memory; a later call reopens.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
-        self.path = Path(path)
-        self._create = create
+    def __init__(self, where: str | os.PathLike[str] | ReuseStore, *,
+                 create: bool = False) -> None:
+        self._store: ReuseStore = FileStore(where, create=create) \
+            if isinstance(where, (str, os.PathLike)) else where
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
         self._full: HammingSearch | None = None     # stored full-frame hashes
         self._other: HammingSearch | None = None    # stored mirrored and crop hashes
         self._last_id = 0
@@ -156,27 +158,44 @@ class ReuseIndex:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> "ReuseIndex":
-        """The index in directory ``path``, created (with parents) when ``create``.
+        """The index in directory ``path`` (a SQLite file of its own), created (with
+        parents) when ``create``.
 
         Raises:
             ConfigError: the directory or its index is missing (``create=False``), the
                 file is not a reuse index, or it was built with another hash version.
         """
-        index = cls(path, create=create)
-        with index._lock:
-            index._connection()
-        return index
+        store = FileStore(path, create=create)
+        store.connection()
+        return cls(store)
 
     @classmethod
     def from_settings(cls, settings: Any, *, create: bool = True) -> "ReuseIndex":
-        """The deployment's index, under ``settings.data_dir / "reuse"``."""
+        """The CLI's index, under ``settings.data_dir / "reuse"``."""
         return cls.open(Path(settings.data_dir) / "reuse", create=create)
+
+    @classmethod
+    def in_database(cls, database: Any) -> "ReuseIndex":
+        """The index in the claims database's ``reuse_photos`` table: ``database`` is a
+        :class:`~refundlens.store.Database` (used, not closed, by the index) or its URL
+        (the index opens its own connections). Nothing is read until the first call."""
+        from .dbstore import DatabaseStore
+
+        return cls(DatabaseStore(database))
+
+    @property
+    def store(self) -> ReuseStore:
+        return self._store
+
+    @property
+    def path(self) -> Path | None:
+        """The directory of a file index (None for one in a database)."""
+        return getattr(self._store, "path", None)
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn, self._full, self._other, self._last_id = None, None, None, 0
+            self._store.close()
+            self._full, self._other, self._last_id = None, None, 0
 
     def __enter__(self) -> "ReuseIndex":
         return self
@@ -185,15 +204,15 @@ class ReuseIndex:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Ship the path only: the connection and the tables are rebuilt where needed.
-        return (_reopen, (str(self.path),))
+        # Ship the store's address only: connections and tables are rebuilt where needed.
+        return (ReuseIndex, (self._store,))
 
     def __repr__(self) -> str:
-        return f"ReuseIndex({str(self.path)!r})"
+        return f"ReuseIndex({self._store.describe()})"
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._connection().execute("SELECT count(*) FROM photos").fetchone()[0])
+            return self._store.count()
 
     # --- writing --------------------------------------------------------------------
 
@@ -207,38 +226,42 @@ class ReuseIndex:
         self.add_many([(key, hashes, meta)])
         return hashes
 
-    def add_many(self, items: Iterable[tuple[Any, ...]], *, batch_size: int = 10_000) -> int:
-        """Store many photos: ``(key, photo_or_hashes)`` or ``(key, photo_or_hashes, meta)``
-        tuples, ``batch_size`` per transaction. Returns how many were stored."""
+    def add_many(self, items: Iterable[tuple[Any, ...]], *, batch_size: int = 10_000,
+                 replace: bool = True) -> int:
+        """Store many photos: ``(key, photo_or_hashes)``, ``(key, photo_or_hashes, meta)``
+        or ``(key, photo_or_hashes, meta, added_at)`` tuples (``added_at`` a timezone-aware
+        time, default now), ``batch_size`` per transaction. ``replace=False`` keeps a key
+        already stored as it is. Returns how many were written."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected 1 or more")
-        added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = stored_time(datetime.now(timezone.utc))
         total, batch = 0, []
         for item in items:
-            batch.append(_row(item, added_at))
+            batch.append(_row(item, now))
             if len(batch) >= batch_size:
-                total += self._insert(batch)
+                total += self._insert(batch, replace)
                 batch = []
         if batch:
-            total += self._insert(batch)
+            total += self._insert(batch, replace)
         return total
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
-        columns = ", ".join(("key", "sha256", *_COLUMNS, "fine", "added_at", "meta"))
-        marks = ", ".join("?" * (len(_COLUMNS) + 5))
+    def merge(self, other: "ReuseIndex", *, replace: bool = False,
+              batch_size: int = 10_000) -> int:
+        """Copy every photo of ``other`` (another store: a file index into the database),
+        with its key, time and metadata. Keys already here are kept unless ``replace``.
+        Returns how many were written."""
+        batches = other._store.rows(batch_size=batch_size)
+        total = 0
+        while True:
+            with other._lock:
+                batch = next(batches, None)
+            if batch is None:
+                return total
+            total += self._insert(batch, replace)
+
+    def _insert(self, rows: list[StoredRow], replace: bool) -> int:
         with self._lock:
-            conn = self._connection()
-            # REPLACE deletes the old row and inserts a new one with a higher id, so every
-            # reader's "rows after the last id I saw" refresh picks the new hashes up.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(f"INSERT OR REPLACE INTO photos ({columns}) VALUES ({marks})",
-                                 rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        return len(rows)
+            return self._store.insert(rows, replace=replace)
 
     # --- reading --------------------------------------------------------------------
 
@@ -261,11 +284,9 @@ class ReuseIndex:
         if limit < 1:
             raise ValueError(f"limit={limit}: expected 1 or more")
         hashes = _hashes_of(photo_or_hashes)
-        with self._lock:
-            conn = self._connection()
+        with self._lock, self._store.reading():
             self._refresh()
-            exact_ids = {r[0] for r in conn.execute(
-                "SELECT id FROM photos WHERE sha256 = ?", (hashes.sha256,))}
+            exact_ids = set(self._store.ids_of_sha256(hashes.sha256))
             pairs = self._search(hashes, max_distance) if hashes.informative else {}
             for row_id in exact_ids:
                 pairs.setdefault(row_id, [])
@@ -276,7 +297,7 @@ class ReuseIndex:
             matches: list[ReuseMatch] = []
             for start in range(0, len(order), _FETCH_BATCH):
                 batch = order[start:start + _FETCH_BATCH]
-                for row in self._fetch(batch):
+                for row in self._store.fetch(batch):
                     match = _verify(row, pairs[row[0]], hashes, max_fine_distance)
                     if match is not None and match.key != exclude:
                         matches.append(match)
@@ -298,104 +319,26 @@ class ReuseIndex:
                     (d, query_variant, entry & ((1 << _VARIANT_BITS) - 1)))
         return found
 
-    def _fetch(self, row_ids: list[int]) -> list[tuple[Any, ...]]:
-        marks = ", ".join("?" * len(row_ids))
-        return self._connection().execute(
-            f"SELECT id, key, sha256, fine, added_at, meta FROM photos WHERE id IN ({marks})",
-            row_ids).fetchall()
-
-    # --- internals ------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        """The open connection; opens (and on first open checks) the file. Lock held."""
-        if self._conn is not None:
-            return self._conn
-        file = self.path / FILENAME
-        if not self._create and not file.is_file():
-            raise ConfigError(f"reuse index {str(self.path)!r}: no {FILENAME} there; expected "
-                              f"a directory made by ReuseIndex.open(path)")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves. A 30 s busy timeout
-            # lets a bulk load in another process finish its transaction.
-            conn = sqlite3.connect(file, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")   # readers never block the writer
-            conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL-safe
-            _ensure_schema(conn, file)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"reuse index {str(file)!r}: {exc}; expected a RefundLens reuse "
-                              f"index (SQLite)") from exc
-        self._conn = conn
-        return conn
-
     def _refresh(self) -> None:
         """Load rows added since the last look (all of them the first time). Lock held."""
         if self._full is None or self._other is None:
             self._full, self._other, self._last_id = HammingSearch(), HammingSearch(), 0
-        conn = self._connection()
-        conn.execute("BEGIN")  # one snapshot for the bound and the rows
-        try:
-            top = conn.execute("SELECT COALESCE(max(id), 0) FROM photos").fetchone()[0]
-            if top <= self._last_id:
-                return
-            cursor = conn.execute(
-                f"SELECT id, {', '.join(_COLUMNS)} FROM photos "
-                f"WHERE id > ? AND id <= ? AND h_full IS NOT NULL", (self._last_id, top))
-            chunks = []
-            while chunk := cursor.fetchmany(100_000):
-                chunks.append(np.array(chunk, dtype=np.int64))
-            if chunks:
-                # One add per table: each add may re-sort the table, so a first load of
-                # millions of rows sorts once rather than once per fetched chunk.
-                rows = np.concatenate(chunks)
-                ids = rows[:, :1] << _VARIANT_BITS
-                others = [i for i in range(len(VARIANTS)) if i != _FULL]
-                self._full.add(rows[:, 1 + _FULL], ids[:, 0] | _FULL)
-                self._other.add(rows[:, [1 + i for i in others]].ravel(),
-                                (ids | np.array(others, dtype=np.int64)).ravel())
-            self._last_id = top
-        finally:
-            conn.execute("COMMIT")
+        top, rows = self._store.hashes_after(self._last_id)
+        if len(rows):
+            # One add per table: each add may re-sort the table, so a first load of
+            # millions of rows sorts once rather than once per fetched chunk.
+            ids = rows[:, :1] << _VARIANT_BITS
+            others = [i for i in range(len(VARIANTS)) if i != _FULL]
+            self._full.add(rows[:, 1 + _FULL], ids[:, 0] | _FULL)
+            self._other.add(rows[:, [1 + i for i in others]].ravel(),
+                            (ids | np.array(others, dtype=np.int64)).ravel())
+        self._last_id = top
 
     @property
     def memory_bytes(self) -> int:
         """Bytes held by the in-memory search tables (0 before the first query)."""
         with self._lock:
             return sum(t.nbytes for t in (self._full, self._other) if t is not None)
-
-
-def _reopen(path: str) -> ReuseIndex:
-    return ReuseIndex(path, create=False)
-
-
-def _ensure_schema(conn: sqlite3.Connection, file: Path) -> None:
-    hash_columns = ", ".join(f"{c} INTEGER" for c in _COLUMNS)
-    conn.executescript(f"""
-        CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-        -- AUTOINCREMENT: ids never go back, even when the newest row is replaced, so
-        -- readers can refresh by "id > last seen".
-        CREATE TABLE IF NOT EXISTS photos (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            key TEXT NOT NULL UNIQUE,
-            sha256 TEXT NOT NULL,
-            {hash_columns},
-            fine BLOB,
-            added_at TEXT NOT NULL,
-            meta TEXT
-        );
-        CREATE INDEX IF NOT EXISTS photos_sha256 ON photos (sha256);
-        INSERT OR IGNORE INTO settings VALUES ('schema_version', '{_SCHEMA_VERSION}');
-        INSERT OR IGNORE INTO settings VALUES ('hash_version', '{HASH_VERSION}');
-    """)
-    stored = dict(conn.execute("SELECT name, value FROM settings"))
-    if stored.get("hash_version") != str(HASH_VERSION) or \
-            stored.get("schema_version") != str(_SCHEMA_VERSION):
-        raise ConfigError(
-            f"reuse index {str(file)!r} was built with hash version "
-            f"{stored.get('hash_version')} and schema {stored.get('schema_version')}; this "
-            f"RefundLens uses hash version {HASH_VERSION} and schema {_SCHEMA_VERSION}: "
-            f"rebuild the index from the stored photos")
 
 
 def _hashes_of(photo_or_hashes: Photo | PhotoHashes | Mapping[str, Any]) -> PhotoHashes:
@@ -415,14 +358,21 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _row(item: tuple[Any, ...], added_at: str) -> tuple[Any, ...]:
-    if not isinstance(item, tuple) or len(item) not in (2, 3):
-        raise ValueError(f"reuse index item {item!r:.80}: expected (key, photo_or_hashes) "
-                         f"or (key, photo_or_hashes, meta)")
+def _row(item: tuple[Any, ...], now: str) -> StoredRow:
+    if not isinstance(item, tuple) or len(item) not in (2, 3, 4):
+        raise ValueError(f"reuse index item {item!r:.80}: expected (key, photo_or_hashes), "
+                         f"(key, photo_or_hashes, meta) or (key, photo_or_hashes, meta, "
+                         f"added_at)")
     key, source = item[0], item[1]
-    meta = item[2] if len(item) == 3 else None
+    meta = item[2] if len(item) >= 3 else None
     if not isinstance(key, str) or not key:
         raise ValueError(f"reuse index key {key!r}: expected a non-empty string")
+    added_at = now
+    if len(item) == 4:
+        if not isinstance(item[3], datetime) or item[3].tzinfo is None:
+            raise ValueError(f"reuse index key {key!r}: added_at {item[3]!r}: expected a "
+                             f"timezone-aware datetime")
+        added_at = stored_time(item[3])
     hashes = _hashes_of(source)
     try:
         meta_text = None if meta is None else json.dumps(dict(meta), ensure_ascii=False,
@@ -440,8 +390,7 @@ def _row(item: tuple[Any, ...], added_at: str) -> tuple[Any, ...]:
 def _verify(row: tuple[Any, ...], pairs: list[tuple[int, int, int]], query: PhotoHashes,
             max_fine: int) -> ReuseMatch | None:
     """The match a fetched row makes with the query, or None if no pair verifies."""
-    row_id, key, sha256, fine, added_at, meta_text = row
-    meta = json.loads(meta_text) if meta_text else None
+    row_id, key, sha256, fine, added_at, meta = row
     if sha256 == query.sha256:
         return ReuseMatch(key=key, distance=0, sha256=sha256, meta=meta, exact=True,
                           fine_distance=0, relation="exact", added_at=added_at)

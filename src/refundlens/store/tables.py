@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        String, Text, TypeDecorator, UniqueConstraint)
+                        LargeBinary, SmallInteger, String, Text, TypeDecorator,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "Decision",
     "EvidenceRequest", "IdempotencyRecord", "Job", "LoginAttempt", "Merchant", "MerchantResponse",
     "Order",
-    "Product", "ReferencePhoto", "ShippingEvidence", "User", "WebhookDelivery",
+    "Product", "ReferencePhoto", "ReusePhoto", "ShippingEvidence", "User", "WebhookDelivery",
     "WebhookEndpoint", "utcnow",
 ]
 
@@ -251,6 +252,43 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- reuse index -------------------------------------------------------------------------
+
+class ReusePhoto(Base):
+    """A photo in the service's reuse index (:mod:`refundlens.index.dbstore`): its hashes,
+    for finding the same photo in other claims from any worker on any host.
+
+    The same shape as the reuse index's own SQLite file (:mod:`refundlens.index.filestore`):
+    one 64-bit hash per variant (``full``, ``mirrored``, three centred crops) stored as a
+    signed BIGINT with the same bits, the five 32-byte verification hashes joined in
+    ``fine``, both NULL for a photo too flat to hash (matched by ``sha256`` only). ``id``
+    only grows — a replaced key is deleted and inserted again — so readers top up their
+    in-memory search with ``id > last seen`` (``sqlite_autoincrement``: SQLite would
+    otherwise hand a deleted newest row's id to the next insert). ``hash_version`` marks
+    rows hashed by another version of :mod:`refundlens.index.hashing`: only their sha256 is
+    matched until they are indexed again.
+    """
+
+    __tablename__ = "reuse_photos"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    #: the claim photo's id (any key for photos imported from a file index)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    hash_version: Mapped[int] = mapped_column(SmallInteger)
+    h_full: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    h_mirrored: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    h_crop92: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    h_crop84: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    h_crop76: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    fine: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: e.g. {"claim_id", "merchant_id", "buyer"}: returned with a match
+    meta: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 # --- jobs --------------------------------------------------------------------------------
