@@ -314,6 +314,24 @@ def test_timeline_actions_are_shown_in_words_beside_their_names(tmp_path):
             assert word in flat, (lang, word)
 
 
+def test_appeals_are_listed_with_who_when_why_and_whether_reviewed(tmp_path):
+    detail = {"id": "clm_appeal", "status": "appealed", "appeals": [
+        {"id": "apl_1", "reason": "买家称商品确有破损，补充了开箱视频", "status": "decided",
+         "actor": "merchant:key_m", "created_at": "2026-11-20T02:00:00+00:00"},
+        {"id": "apl_2", "reason": "second appeal after new evidence", "status": "open",
+         "actor": "intake:key_i", "created_at": "2026-11-22T02:00:00+00:00"}]}
+    for lang, words in (("zh", ("申诉", "已复审", "待复审")),
+                        ("en", ("Appeals", "reviewed", "awaitingreview"))):
+        flat = squash(pdf_text(render_claim_pdf(detail, load_blob=Blobs().__getitem__,
+                                                lang=lang), tmp_path, lang))
+        for word in (*words, "买家称商品确有破损", "secondappealafternewevidence",
+                     "merchant:key_m", "2026-11-2010:00:00+08:00"):
+            assert word in flat, (lang, word)
+    plain = squash(pdf_text(render_claim_pdf({"id": "clm_none"}, load_blob=Blobs().__getitem__,
+                                             lang="en"), tmp_path, "none"))
+    assert "Appeals" not in plain
+
+
 def test_times_are_printed_in_the_zone_given_and_the_report_names_it(tmp_path):
     import datetime as dt
     from zoneinfo import ZoneInfo
