@@ -81,7 +81,7 @@ def svc(settings: Any) -> Iterator[Service]:
 @pytest.fixture
 def run_jobs(svc: Service) -> Callable[[], int]:
     """Run every ready job in this thread (analysis in-process); returns how many ran."""
-    heavy, light = job_handlers(svc, InlineAnalysis(svc.settings, str(svc.reuse_index_path)))
+    heavy, light = job_handlers(svc, InlineAnalysis(svc.settings, svc.reuse_index))
     worker = Worker(svc.db, {**heavy, **light},
                     on_failed=lambda ctx, error: on_job_failed(svc, ctx, error))
     return worker.run_until_idle

@@ -148,6 +148,18 @@ def _service_parsers(sub: Any) -> None:
                        help="keep blobs stored within the last H hours (default 24, "
                             "at least 0.17)")
 
+    reuse = sub.add_parser("reuse", help="the service's reuse index (in the database)")
+    reuse_sub = reuse.add_subparsers(dest="reuse_command", required=True, metavar="ACTION")
+    reuse_sub.add_parser("backfill", help="index every analysed claim photo not indexed yet, "
+                                          "from its stored analysis (after upgrading from a "
+                                          "file index; a queued job does the same)")
+    rimport = reuse_sub.add_parser("import", help="copy a reuse index directory (the old "
+                                                  "per-host file index, a batch index) into "
+                                                  "the database, keeping photos already there")
+    rimport.add_argument("directory", metavar="DIR", nargs="?",
+                         help="the index directory (default REFUNDLENS_DATA_DIR/reuse-index, "
+                              "where the service kept it before)")
+
     audit = sub.add_parser("audit", help="the audit chain")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check every event's hash and link; exit 4 "
@@ -449,6 +461,35 @@ def _cmd_blobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_reuse(args: argparse.Namespace) -> int:
+    from .claims import reuse
+    from .claims.service import LEGACY_REUSE_INDEX
+
+    svc = _service(migrate_embedded=True)
+    try:
+        if args.reuse_command == "backfill":
+            report = reuse.backfill_reuse_index(svc, limit=0, progress=_backfill_progress)
+            print(f"reuse index backfill: {report.examined} analysed photos, {report.indexed} "
+                  f"added, {report.already_indexed} already indexed, {report.without_hashes} "
+                  f"without hashes (analysis failed or no reuse detector), "
+                  f"{report.other_version} hashed by another hash version; "
+                  f"{len(svc.reuse_index)} photos in the index")
+        else:
+            path = Path(args.directory or Path(svc.settings.data_dir) / LEGACY_REUSE_INDEX)
+            total, added = reuse.import_file_index(svc, path)
+            print(f"reuse index import from {path}: {total} photos, {added} added, "
+                  f"{total - added} already indexed; {len(svc.reuse_index)} photos in the index")
+    finally:
+        svc.close()
+    return EXIT_OK
+
+
+def _backfill_progress(report: Any) -> None:
+    if report.resume_after and report.batches % 20 == 0:
+        print(f"{report.examined} analysed photos examined, {report.indexed} added",
+              file=sys.stderr, flush=True)
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .claims.audit import verify_chain
 
@@ -474,7 +515,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 _COMMANDS = {"scan": _cmd_scan, "batch": _cmd_batch, "demo": _cmd_demo,
              "detectors": _cmd_detectors, "reasons": _cmd_reasons, "serve": _cmd_serve,
              "worker": _cmd_worker, "keys": _cmd_keys, "users": _cmd_users, "db": _cmd_db,
-             "blobs": _cmd_blobs, "audit": _cmd_audit}
+             "blobs": _cmd_blobs, "reuse": _cmd_reuse, "audit": _cmd_audit}
 
 
 if __name__ == "__main__":  # pragma: no cover

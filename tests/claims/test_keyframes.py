@@ -105,7 +105,7 @@ def test_bad_options_are_refused(tmp_path, options):
 
 @pytest.fixture
 def run_all_jobs(svc) -> Callable[[], int]:
-    engine = InlineAnalysis(svc.settings, str(svc.reuse_index_path))
+    engine = InlineAnalysis(svc.settings, svc.reuse_index)
     worker = Worker(svc.db, {
         "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
         "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)})

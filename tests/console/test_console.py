@@ -34,7 +34,7 @@ from console_support import PASSWORD, csrf_of, sign_in, stain
 
 @pytest.fixture
 def run_all(svc) -> Callable[[], int]:
-    engine = InlineAnalysis(svc.settings, str(svc.reuse_index_path))
+    engine = InlineAnalysis(svc.settings, svc.reuse_index)
     worker = Worker(svc.db, {
         "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
         "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)})

@@ -21,7 +21,7 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -34,7 +34,11 @@ from ..store.blobs import BlobNotFound
 from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, Product, ReferencePhoto,
                             ShippingEvidence, utcnow)
 from .audit import append_event
+from .reuse import reuse_meta
 from .service import Service
+
+if TYPE_CHECKING:
+    from ..index import ReuseIndex
 
 __all__ = ["AnalysisPool", "PhotoTask", "analyze_task", "handle_analyze_claim"]
 
@@ -69,7 +73,7 @@ class PhotoTask:
 _STATE: dict[str, Any] = {}
 
 
-def _init(settings: Settings, index_path: str, parent_pid: int | None = None) -> None:
+def _init(settings: Settings, index: ReuseIndex, parent_pid: int | None = None) -> None:
     import cv2
 
     # The service owns this process's life: Ctrl-C in a terminal or a service manager's
@@ -83,17 +87,17 @@ def _init(settings: Settings, index_path: str, parent_pid: int | None = None) ->
         os.nice(ANALYSIS_NICENESS)
     cv2.setNumThreads(1)
     logging.getLogger("refundlens").setLevel(logging.ERROR)
-    _load_state(settings, index_path)
+    _load_state(settings, index)
 
 
-def _load_state(settings: Settings, index_path: str) -> None:
-    """Build this process's detectors and open the reuse index, once per settings."""
+def _load_state(settings: Settings, index: ReuseIndex) -> None:
+    """Build this process's detectors and keep the reuse index (in an analysis process,
+    unpickled: it connects to the service's database itself), once per settings."""
     from ..detectors import create_detectors
-    from ..index import ReuseIndex
 
     _STATE["settings"] = settings
     _STATE["detectors"] = create_detectors(settings=settings)
-    _STATE["index"] = ReuseIndex.open(index_path)
+    _STATE["index"] = index
 
 
 def analyze_task(task: PhotoTask) -> dict[str, Any]:
@@ -156,9 +160,9 @@ class AnalysisPool:
     pool locks and can deadlock). A crashed child breaks the pool; it is rebuilt.
     :meth:`close` ends the processes, mid-analysis or not, and the pool for good."""
 
-    def __init__(self, settings: Settings, index_path: str, *, processes: int = 1) -> None:
+    def __init__(self, settings: Settings, index: ReuseIndex, *, processes: int = 1) -> None:
         self.settings = settings
-        self.index_path = index_path
+        self.index = index
         self.processes = max(1, processes)
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
@@ -169,7 +173,7 @@ class AnalysisPool:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init, initargs=(self.settings, self.index_path, os.getpid()))
+                initializer=_init, initargs=(self.settings, self.index, os.getpid()))
         return self._pool
 
     def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
@@ -206,13 +210,13 @@ class AnalysisPool:
 class InlineAnalysis:
     """The same analysis in the calling process (tests, ``run_until_idle`` tools)."""
 
-    def __init__(self, settings: Settings, index_path: str) -> None:
+    def __init__(self, settings: Settings, index: ReuseIndex) -> None:
         self.settings = settings
-        self.index_path = index_path
+        self.index = index
 
     def map(self, tasks: list[PhotoTask]) -> list[dict[str, Any]]:
-        if _STATE.get("settings") is not self.settings:
-            _load_state(self.settings, self.index_path)
+        if _STATE.get("settings") is not self.settings or _STATE.get("index") is not self.index:
+            _load_state(self.settings, self.index)
         return [analyze_task(t) for t in tasks]
 
     def close(self) -> None:
@@ -278,8 +282,7 @@ def build_tasks(svc: Service, claim_id: str, *, photo_ids: list[str] | None = No
             tasks.append(PhotoTask(
                 photo_id=photo.id, path=str(svc.blobs.path(photo.sha256)),
                 filename=photo.filename, references=refs, context=ctx,
-                meta={"claim_id": claim.id, "merchant_id": claim.merchant_id,
-                      "buyer": claim.buyer},
+                meta=reuse_meta(claim),
                 read_code=bool(code)))
     return tasks, codes
 
@@ -311,16 +314,15 @@ def store_results(svc: Service, session: Any, claim: Claim,
 
 def add_to_reuse_index(svc: Service, tasks: list[PhotoTask],
                        results: list[dict[str, Any]]) -> None:
-    """Index the analysed photos. ``INSERT OR REPLACE`` by photo id: a retried job adds the
-    same rows again harmlessly."""
-    from ..index import PhotoHashes, ReuseIndex
+    """Index the analysed photos in the database, where every worker on every host looks.
+    Replaced by photo id: a retried job adds the same rows again harmlessly."""
+    from ..index import PhotoHashes
 
     meta = {t.photo_id: t.meta for t in tasks}
     rows = [(r["photo_id"], PhotoHashes.from_dict(r["hashes"]), meta.get(r["photo_id"]))
             for r in results if r.get("hashes")]
     if rows:
-        with ReuseIndex.open(svc.reuse_index_path) as index:
-            index.add_many(rows)
+        svc.reuse_index.add_many(rows)
 
 
 def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
@@ -357,6 +359,6 @@ def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
 
 def default_engine(svc: Service, *, inline: bool = False) -> Any:
     if inline:
-        return InlineAnalysis(svc.settings, str(svc.reuse_index_path))
-    return AnalysisPool(svc.settings, str(svc.reuse_index_path),
+        return InlineAnalysis(svc.settings, svc.reuse_index)
+    return AnalysisPool(svc.settings, svc.reuse_index,
                         processes=max(1, svc.settings.analysis_workers))

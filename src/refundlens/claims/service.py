@@ -1,8 +1,8 @@
 """The service's dependencies in one object, opened from :class:`~refundlens.config.Settings`.
 
 Everything the claims workflow needs — database, blob store, policy, PII cipher,
-pseudonymiser, reuse index location — is built here once and passed down; nothing is
-built at import time. The web app, the worker and the CLI each open one.
+pseudonymiser, reuse index (in the database) — is built here once and passed down; nothing
+is built at import time. The web app, the worker and the CLI each open one.
 """
 
 from __future__ import annotations
@@ -10,16 +10,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..config import Settings
 from ..security import PiiCipher, Pseudonymizer, load_or_create_key
 from ..store import BlobStore, Database, default_database_url
 from .policy import Policy, load_policy
 
-__all__ = ["Service", "open_service"]
+if TYPE_CHECKING:
+    from ..index import ReuseIndex
+
+__all__ = ["LEGACY_REUSE_INDEX", "Service", "open_service"]
 
 log = logging.getLogger(__name__)
+
+#: Where a service kept its reuse index before it moved into the database (migration
+#: 0005), under the data directory: a file index of its own per host.
+LEGACY_REUSE_INDEX = "reuse-index"
 
 
 @dataclass
@@ -30,11 +37,14 @@ class Service:
     policy: Policy
     cipher: PiiCipher
     pseudonymize: Pseudonymizer
-    reuse_index_path: Path
+    #: every analysed photo, in the database (``reuse_photos``); picklable: an analysis
+    #: process unpickles it as its own connection to the same table
+    reuse_index: "ReuseIndex"
     #: called after a commit that queued jobs, so in-process workers look at once
     wake_workers: Callable[[], None] = field(default=lambda: None)
 
     def close(self) -> None:
+        self.reuse_index.close()
         self.db.dispose()
 
 
@@ -49,6 +59,8 @@ def open_service(settings: Settings, *, migrate: bool = False) -> Service:
         ConfigError: a setting is not accepted (the policy file, a key).
         DatabaseError: the database cannot be reached or is at an older schema.
     """
+    from ..index import ReuseIndex
+
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url or default_database_url(data_dir))
@@ -62,6 +74,12 @@ def open_service(settings: Settings, *, migrate: bool = False) -> Service:
     pseudonym_key = load_or_create_key(settings.pseudonym_key or None,
                                        name="REFUNDLENS_PSEUDONYM_KEY",
                                        file=keys_dir / "pseudonym.key")
+    legacy = data_dir / LEGACY_REUSE_INDEX
+    if legacy.is_dir():
+        log.warning("reuse index: %s is no longer read (since migration 0005 the index is in "
+                    "the database, filled from the photos' stored analyses); `refundlens "
+                    "reuse import %s` copies what it holds, then it can be deleted", legacy,
+                    legacy)
     return Service(
         settings=settings,
         db=db,
@@ -69,5 +87,5 @@ def open_service(settings: Settings, *, migrate: bool = False) -> Service:
         policy=load_policy(settings.policy_file),
         cipher=PiiCipher(*pii_keys),
         pseudonymize=Pseudonymizer(pseudonym_key),
-        reuse_index_path=data_dir / "reuse-index",
+        reuse_index=ReuseIndex.in_database(db),
     )

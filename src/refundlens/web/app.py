@@ -32,6 +32,7 @@ def job_handlers(svc: Service, engine: Any) -> tuple[dict[str, Any], dict[str, A
     from ..claims.analyzer import handle_analyze_claim
     from ..claims.keyframes import handle_extract_keyframes
     from ..claims.retention import handle_sweep_blobs
+    from ..claims.reuse import handle_backfill_reuse_index
     from ..claims.webhooks import handle_deliver_webhook
     from ..claims.workflow import expire_evidence
 
@@ -39,14 +40,15 @@ def job_handlers(svc: Service, engine: Any) -> tuple[dict[str, Any], dict[str, A
              "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)}
     light = {"deliver_webhook": lambda ctx: handle_deliver_webhook(svc, ctx),
              "expire_evidence": lambda ctx: expire_evidence(svc, ctx),
-             "sweep_blobs": lambda ctx: handle_sweep_blobs(svc, ctx)}
+             "sweep_blobs": lambda ctx: handle_sweep_blobs(svc, ctx),
+             "backfill_reuse_index": lambda ctx: handle_backfill_reuse_index(svc, ctx)}
     return heavy, light
 
 
 def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False) -> list[Any]:
     """Start the job workers: analysis threads feeding a process pool, and one thread for
-    the light jobs (webhook deliveries, evidence deadlines, the blob sweep) so they never
-    wait behind photos. Returns what to stop."""
+    the light jobs (webhook deliveries, evidence deadlines, the blob sweep, the reuse index
+    backfill) so they never wait behind photos. Returns what to stop."""
     from ..claims.analyzer import default_engine
     from ..claims.retention import schedule_sweep
     from ..claims.workflow import on_job_failed
