@@ -40,7 +40,8 @@ from .models import Photo
 from .xmp import find_packets
 
 __all__ = ["CONTENT_TYPES", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "PhotoInfo", "Preview",
-           "decode_embedded", "load_photo", "load_preview", "probe_photo", "sniff_format"]
+           "decode_embedded", "load_photo", "load_preview", "probe_photo", "sniff_format",
+           "sniff_video"]
 
 #: 50 MiB: three times the largest phone JPEG/HEIC we have seen (a 200 MP JPEG is ~25 MB).
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -86,6 +87,18 @@ def sniff_format(data: bytes) -> str | None:
             return "AVIF"
         if brands & _HEIF_BRANDS:
             return "HEIF"
+    return None
+
+
+def sniff_video(data: bytes) -> str | None:
+    """The media type of a video by its content (MP4, QuickTime, WebM), or None — also for
+    HEIC/AVIF photos, which are ISO-BMFF (``ftyp``) files like MP4."""
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        if sniff_format(data) is not None:
+            return None
+        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "video/webm"
     return None
 
 

@@ -13,17 +13,18 @@ import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..security import generate_api_key, hash_password, hash_secret, parse_api_key, \
     verify_password
-from ..store.tables import ApiKey, Merchant, User, utcnow
+from ..store.tables import (ApiKey, Claim, ClaimPhoto, Merchant, MerchantResponse, Order,
+                            Product, ReferencePhoto, ShippingEvidence, User, utcnow)
 from .audit import append_event
 from .service import Service
 
-__all__ = ["ROLES", "Caller", "authenticate_key", "create_key", "create_user", "revoke_key",
-           "rotate_key", "sign_in"]
+__all__ = ["ROLES", "Caller", "authenticate_key", "create_key", "create_user",
+           "may_see_blob", "revoke_key", "rotate_key", "sign_in"]
 
 ROLES = ("admin", "reviewer", "merchant", "intake")
 
@@ -173,3 +174,30 @@ def sign_in(svc: Service, username: str, password: str) -> User | None:
 
 
 _DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def may_see_blob(svc: Service, who: Caller, sha: str) -> bool:
+    """Whether ``who`` may fetch the blob ``sha``: a merchant sees the blobs of its own
+    claims (photos, masks), products (listing photos), orders (shipping evidence, video
+    keyframes) and responses only; every other role sees all."""
+    if not who.merchant_scope:
+        return True
+    m = who.merchant_scope
+    with svc.db.read() as session:
+        claim_photo = session.execute(select(ClaimPhoto.id).join(
+            Claim, Claim.id == ClaimPhoto.claim_id).where(
+            or_(ClaimPhoto.sha256 == sha, ClaimPhoto.mask_sha256 == sha),
+            Claim.merchant_id == m).limit(1)).first()
+        if claim_photo:
+            return True
+        ref = session.execute(select(ReferencePhoto.id).join(
+            Product, Product.id == ReferencePhoto.product_id).where(
+            ReferencePhoto.sha256 == sha, Product.merchant_id == m).limit(1)).first()
+        ship = session.execute(select(ShippingEvidence.id).join(
+            Order, Order.id == ShippingEvidence.order_id).where(
+            ShippingEvidence.sha256 == sha, Order.merchant_id == m).limit(1)).first()
+        if ref or ship:
+            return True
+        return any(f.get("sha256") == sha for files in session.execute(
+            select(MerchantResponse.files).where(MerchantResponse.merchant_id == m)).scalars()
+            for f in files or [])

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from sqlalchemy import select
 
 from ..errors import Conflict, InvalidInput, NotFound
+from ..imaging import sniff_video
 from ..jobs import JobContext, enqueue
 from ..store.tables import (Appeal, Claim, ClaimPhoto, Decision, EvidenceRequest,
                             MerchantResponse, utcnow)
@@ -420,18 +421,6 @@ def add_note(svc: Service, claim_id: str, *, text: Any, actor: str) -> dict[str,
 VIDEO_TYPES = {"video/mp4", "video/quicktime", "video/webm"}
 
 
-def _sniff_video(data: bytes) -> str | None:
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        from ..imaging import sniff_format
-
-        if sniff_format(data) is not None:  # HEIC/AVIF photos are ISO-BMFF ("ftyp") too
-            return None
-        return "video/quicktime" if data[8:10] == b"qt" else "video/mp4"
-    if data[:4] == b"\x1a\x45\xdf\xa3":
-        return "video/webm"
-    return None
-
-
 def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text: Any,
                           files: Sequence[Upload], actor: str) -> MerchantResponse:
     """The merchant's answer: text plus photos and packing/shipping videos."""
@@ -443,7 +432,7 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
                            field="text")
     photos, videos = [], []
     for i, upload in enumerate(files):
-        kind = _sniff_video(upload.data)
+        kind = sniff_video(upload.data)
         if kind is None:
             photos.append(Upload(upload.data, upload.filename, f"files[{i}]"))
         elif len(upload.data) > 10 * svc.settings.max_bytes:

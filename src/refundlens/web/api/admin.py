@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import or_, select
 
 from ...claims import access, views, webhooks
 from ...claims.access import Caller
@@ -15,8 +14,6 @@ from ...claims.audit import verify_chain
 from ...claims.service import Service
 from ...errors import NotFound
 from ...store.blobs import BlobNotFound
-from ...store.tables import Claim, ClaimPhoto, MerchantResponse, ReferencePhoto, \
-    ShippingEvidence
 from ..deps import caller, service
 from ..schemas import KeyCreate, WebhookCreate
 
@@ -32,38 +29,11 @@ def health(request: Request) -> Any:
     return {"status": "ok", "database": True}
 
 
-def _blob_visible(svc: Service, who: Caller, sha: str) -> bool:
-    """A merchant sees blobs of its own claims, products and orders only."""
-    if not who.merchant_scope:
-        return True
-    m = who.merchant_scope
-    with svc.db.read() as session:
-        claim_photo = session.execute(select(ClaimPhoto.id).join(
-            Claim, Claim.id == ClaimPhoto.claim_id).where(
-            or_(ClaimPhoto.sha256 == sha, ClaimPhoto.mask_sha256 == sha),
-            Claim.merchant_id == m).limit(1)).first()
-        if claim_photo:
-            return True
-        from ...store.tables import Order, Product
-
-        ref = session.execute(select(ReferencePhoto.id).join(
-            Product, Product.id == ReferencePhoto.product_id).where(
-            ReferencePhoto.sha256 == sha, Product.merchant_id == m).limit(1)).first()
-        ship = session.execute(select(ShippingEvidence.id).join(
-            Order, Order.id == ShippingEvidence.order_id).where(
-            ShippingEvidence.sha256 == sha, Order.merchant_id == m).limit(1)).first()
-        if ref or ship:
-            return True
-        return any(f.get("sha256") == sha for files in session.execute(
-            select(MerchantResponse.files).where(MerchantResponse.merchant_id == m)).scalars()
-            for f in files or [])
-
-
 @router.get("/blobs/{sha256}", response_class=Response)
 def get_blob(sha256: str, svc: Service = Depends(service),
              who: Caller = Depends(caller)) -> Response:
     """A stored photo, mask or file by its sha256."""
-    if not _blob_visible(svc, who, sha256):
+    if not access.may_see_blob(svc, who, sha256):
         raise NotFound(f"blob {sha256}: not found", field="sha256")
     try:
         data = svc.blobs.get(sha256)

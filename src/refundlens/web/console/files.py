@@ -11,7 +11,7 @@ from ...claims.access import Caller
 from ...errors import InvalidInput, NotFound
 from ...imaging import CONTENT_TYPES, sniff_format
 from ...store.blobs import BlobNotFound
-from ..api.admin import _blob_visible
+from ...claims.access import may_see_blob
 from .merchant import merchant_page
 from .render import ConsoleRoute, signed_in
 from .review import _index, review_page
@@ -54,7 +54,7 @@ def blob(request: Request, sha256: str) -> Response:
         path = ctx.svc.blobs.path(sha256)
     except BlobNotFound:
         raise NotFound(f"blob {sha256!r}: not found", field="sha256") from None
-    if not path.is_file() or not _blob_visible(ctx.svc, who, sha256):
+    if not path.is_file() or not may_see_blob(ctx.svc, who, sha256):
         raise NotFound(f"blob {sha256}: not found", field="sha256")
     with open(path, "rb") as handle:
         head = handle.read(64)

@@ -26,6 +26,7 @@ from ...claims import intake, views, workflow
 from ...claims.intake import Upload
 from ...claims.keyframes import probe_video_bytes
 from ...errors import Conflict, InvalidInput, NotFound, RequestError
+from ...imaging import sniff_video
 from ...store.tables import Job, Product, ReferencePhoto, utcnow
 from ..api.uploads import read_form, single
 from .claimview import blob_url, claim_view, shipping_evidence
@@ -99,7 +100,7 @@ def _uploads(files: dict[str, list[Upload]], name: str) -> list[Upload]:
 def _check_videos(uploads: list[Upload]) -> None:
     """Refuse an undecodable video now, while the merchant is still on the form."""
     for i, upload in enumerate(uploads):
-        if workflow._sniff_video(upload.data) is not None:
+        if sniff_video(upload.data) is not None:
             try:
                 probe_video_bytes(upload.data, name=upload.filename or f"files[{i}]")
             except InvalidInput as exc:
