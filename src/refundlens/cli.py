@@ -327,7 +327,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if settings.api_processes == 1:
         print(where, flush=True)
         uvicorn.run(create_app(settings, service=svc), host=args.host, port=args.port,
-                    log_level="warning")
+                    log_level="warning", proxy_headers=True,
+                    forwarded_allow_ips=settings.forwarded_allow_ips)
         svc.close()
         return EXIT_OK
     return _serve_processes(svc, settings, args.host, args.port, where)
@@ -351,7 +352,8 @@ def _serve_processes(svc: Any, settings: Any, host: str, port: int, where: str) 
     print(f"{where}; {settings.api_processes} API processes", flush=True)
     try:
         uvicorn.run("refundlens.web.app:api_process_app", factory=True, host=host, port=port,
-                    workers=settings.api_processes, log_level="warning")
+                    workers=settings.api_processes, log_level="warning", proxy_headers=True,
+                    forwarded_allow_ips=settings.forwarded_allow_ips)
     finally:
         stop_workers(running)
         svc.close()

@@ -44,6 +44,7 @@ class Settings:
     intake_rate: int = 200
     analysis_workers: int = 1
     api_processes: int = 1
+    forwarded_allow_ips: str = "127.0.0.1"
     public_url: str = ""
     job_lease_s: int = 30
     webhook_allow_private: bool = False
@@ -184,6 +185,11 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
      "Processes `refundlens serve` answers HTTP requests with, sharing one port (default 1; "
      "one Python process uses one core for requests). The intake rate limit is shared "
      "out among them."),
+    ("forwarded_allow_ips", "REFUNDLENS_FORWARDED_ALLOW_IPS", _text,
+     "Reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Proto` headers `refundlens serve` "
+     "believes, comma-separated addresses or networks, `*` for any (default `127.0.0.1`, "
+     "a proxy on the same host). The client address they give is what sign-in lockouts "
+     "and logs use; behind a proxy not listed every client looks like the proxy."),
     ("public_url", "REFUNDLENS_PUBLIC_URL", _text,
      "The service's external base URL, used in webhook payload links (default: none)."),
     ("job_lease_s", "REFUNDLENS_JOB_LEASE_S", _positive_int,

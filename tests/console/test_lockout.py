@@ -219,3 +219,48 @@ def test_a_wrong_password_takes_as_long_for_an_unknown_username(apps):
     # both check one scrypt hash (~50 ms) and write the same rows; a missing user
     # answering without a hash check would be several times faster
     assert 0.6 < unknown / known < 1.6, timings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted, separate", [("127.0.0.1", True), ("192.0.2.99", False)],
+                         ids=["proxy-trusted", "proxy-not-trusted"])
+def test_behind_a_trusted_proxy_the_lockout_keys_on_the_forwarded_address(tmp_path, trusted,
+                                                                          separate):
+    """A real ``refundlens serve`` behind a proxy on 127.0.0.1: with the proxy trusted
+    (REFUNDLENS_FORWARDED_ALLOW_IPS), failures from one client lock that client's address,
+    not the proxy's, so another client still signs in; with it not trusted, every client
+    is the proxy and the second one is locked out too."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from console_support import csrf_of
+    from serving import Server  # a real `refundlens serve` in its own process group
+
+    env = {**os.environ, "REFUNDLENS_DATA_DIR": str(tmp_path / "data"),
+           "REFUNDLENS_ANALYSIS_WORKERS": "0", "REFUNDLENS_LOGIN_ADDRESS_MAX_FAILURES": "2",
+           "REFUNDLENS_FORWARDED_ALLOW_IPS": trusted}
+    env.pop("REFUNDLENS_DATABASE_URL", None)
+    refundlens = str(Path(sys.executable).with_name("refundlens"))
+    subprocess.run([refundlens, "users", "create", "--role", "reviewer", "--username", "rev",
+                    "--password", PASSWORD], env=env, check=True, capture_output=True)
+    server = Server(env, tmp_path / "serve.log")
+    server.start()
+    try:
+        def attempt(client_ip: str, username: str, password: str) -> int:
+            with httpx.Client(base_url=server.url, timeout=30,
+                              headers={"X-Forwarded-For": client_ip}) as http:
+                form = http.get("/console/login")
+                return http.post("/console/login", data={
+                    "username": username, "password": password,
+                    "csrf_token": csrf_of(form.text)}).status_code
+
+        assert attempt("203.0.113.1", "nobody-1", "guess") == 401
+        assert attempt("203.0.113.1", "nobody-2", "guess") == 401
+        assert attempt("203.0.113.1", "rev", PASSWORD) == 429  # that address is locked
+        assert attempt("198.51.100.2", "rev", PASSWORD) == (303 if separate else 429)
+    finally:
+        server.stop()

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from refundlens.cli import EXIT_CODES, main
 from refundlens.claims.access import sign_in
 from refundlens.store.tables import ApiKey, AuditEvent, User
-from test_durability import Server  # a real `refundlens serve` in its own process group
+from serving import Server  # a real `refundlens serve` in its own process group
 
 REFUNDLENS = Path(sys.executable).with_name("refundlens")
 
