@@ -17,16 +17,26 @@ reports bulk insert, load, memory and query latency (near duplicates and misses)
 compares the in-memory search with faiss ``IndexBinaryFlat`` and ``IndexBinaryMultiHash``
 on the same hashes. Finally it times the reuse detector on a 12 MP photo against it.
 
+Part 3 (``--stores``) builds the same index over each store at ``--store-photos`` photos:
+its own SQLite file (the CLI's), and the claims service's database on SQLite and on
+PostgreSQL (a throwaway cluster with fsync on, as the service's would run), and reports
+bulk insert, one claim's photos per transaction (the service's pattern), size, the first
+query, query latency, and query latency when another host added a claim just before (the
+query tops its tables up first).
+
 Usage::
 
     python bench/reuse_bench.py                   # both parts, ~3-5 minutes on one core
     python bench/reuse_bench.py --photos 200000   # smaller scale part
     python bench/reuse_bench.py --skip-scale      # robustness only
+    python bench/reuse_bench.py --skip-robustness --skip-scale --stores file,sqlite,postgresql
+                                                  # the stores at 100,000 photos
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import resource
@@ -36,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Iterator
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -337,6 +348,132 @@ def _pct(samples: list[float]) -> str:
     return f"{np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f}"
 
 
+def _near_copy(coarse: np.ndarray, fine: np.ndarray, i: int,
+               rng: np.random.Generator) -> PhotoHashes:
+    """Photo ``i`` as another file: 0–6 bits of each 64-bit hash and ~5 % of each 256-bit
+    hash flipped."""
+    flips = rng.choice(64, size=int(rng.integers(0, 7)), replace=False)
+    mask = sum(1 << int(b) for b in flips)
+    q = _hashes(coarse, fine, i, "f" * 64)
+    fine_mask = np.packbits(rng.random(32 * 8) < 0.05).tobytes()  # ~13 bits
+    return PhotoHashes(q.sha256, tuple(c ^ mask for c in q.coarse),
+                       tuple(bytes(a ^ b for a, b in zip(f, fine_mask)) for f in q.fine))
+
+
+def _lookups(index: ReuseIndex, coarse: np.ndarray, fine: np.ndarray, queries: int,
+             seeds: list[PhotoHashes], rng: np.random.Generator
+             ) -> tuple[list[float], list[float], int, int]:
+    """Timed queries: (near-duplicate s, miss s, near duplicates found, misses matched)."""
+    near, miss, found, false = [], [], 0, 0
+    for i in rng.integers(0, len(coarse), size=queries).tolist():
+        q = _near_copy(coarse, fine, i, rng)
+        t = time.perf_counter()
+        matches = index.query(q)
+        near.append(time.perf_counter() - t)
+        found += any(m.key == f"photo-{i}" for m in matches)
+    fresh_c, fresh_f = synthetic(queries, seeds, np.random.default_rng(1))
+    for i in range(queries):
+        q = _hashes(fresh_c, fresh_f, i, "e" * 64)
+        t = time.perf_counter()
+        matches = index.query(q)
+        miss.append(time.perf_counter() - t)
+        false += bool(matches)
+    return near, miss, found, false
+
+
+#: Photos per claim in the per-claim insert and top-up timings (the service indexes a
+#: claim's photos in one transaction when its analysis finishes).
+CLAIM_PHOTOS = 3
+
+
+@contextlib.contextmanager
+def _store(kind: str) -> Iterator[tuple[Callable[[], ReuseIndex], Callable[[], float]]]:
+    """(open a new index object on the store, the store's size in MB) for ``file``, or the
+    service database on ``sqlite`` or ``postgresql`` (a throwaway cluster, fsync on)."""
+    from refundlens.store import Database
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        if kind == "file":
+            yield (lambda: ReuseIndex.open(tmp),
+                   lambda: sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6)
+            return
+        server = None
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp}/refundlens.db"
+        else:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from pgserver import PostgresServer
+
+            server = PostgresServer(durable=True)
+            url = server.start()
+        db = Database(url)
+        db.upgrade()
+
+        def size() -> float:
+            if kind == "sqlite":
+                return sum(f.stat().st_size for f in Path(tmp).iterdir()) / 1e6
+            with db.engine.connect() as conn:
+                return conn.exec_driver_sql(
+                    "SELECT pg_total_relation_size('reuse_photos')").scalar_one() / 1e6
+        try:
+            yield (lambda: ReuseIndex.in_database(url)), size
+        finally:
+            db.dispose()
+            if server is not None:
+                server.stop()
+
+
+def stores(kinds: list[str], n: int, queries: int, seeds: list[PhotoHashes]) -> None:
+    """The same index over each store: its own SQLite file (the CLI's), the service
+    database on SQLite, on PostgreSQL (the service's, shared by hosts)."""
+    rng = np.random.default_rng(0)
+    coarse, fine = synthetic(n, seeds, rng)
+    extra_c, extra_f = synthetic(1000 * CLAIM_PHOTOS, seeds, np.random.default_rng(5))
+    print(f"## Stores: {n:,} photos, one core\n")
+    print("| store | bulk insert photos/s | one claim's 3 photos: ms p50 / p99 | size MB "
+          "(B/photo) | first query s | near duplicate ms p50 / p99 | miss ms p50 / p99 | "
+          "query after another host added a claim ms p50 / p99 | found / matched misses |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        with _store(kind) as (open_index, size):
+            index = open_index()
+            t = time.perf_counter()
+            index.add_many(((f"photo-{i}", _hashes(coarse, fine, i, f"{i:064x}"))
+                            for i in range(n)), batch_size=10_000)
+            bulk = n / (time.perf_counter() - t)
+            claims, extra = [], iter(range(len(extra_c)))
+            for c in range(200):
+                batch = [(f"claim-{c}/{k}", _hashes(extra_c, extra_f, j, f"{j:064x}"),
+                          {"claim_id": f"claim-{c}"}) for k, j in zip(range(CLAIM_PHOTOS), extra)]
+                t = time.perf_counter()
+                index.add_many(batch)
+                claims.append(time.perf_counter() - t)
+            index.close()
+            mb = size()
+            index = open_index()  # a new process: the first query loads every row
+            t = time.perf_counter()
+            index.query(_hashes(coarse, fine, 0, "0" * 64))
+            load = time.perf_counter() - t
+            near, miss, found, false = _lookups(index, coarse, fine, queries, seeds, rng)
+            # Another host adds a claim before each query: the query tops up 3 rows first.
+            other, topped = open_index(), []
+            for c in range(200, 200 + min(queries, 800) // 4):
+                other.add_many([(f"claim-{c}/{k}", _hashes(extra_c, extra_f, j, f"{j:064x}"))
+                                for k, j in zip(range(CLAIM_PHOTOS), extra)])
+                q = _near_copy(coarse, fine, int(rng.integers(0, n)), rng)
+                t = time.perf_counter()
+                index.query(q)
+                topped.append(time.perf_counter() - t)
+            other.close()
+            index.close()
+        total = n + 200 * CLAIM_PHOTOS
+        print(f"| {kind} | {bulk:,.0f} | {_pct(claims).replace('|', '/')} | {mb:.0f} "
+              f"({mb * 1e6 / total:.0f}) | {load:.2f} | {_pct(near).replace('|', '/')} | "
+              f"{_pct(miss).replace('|', '/')} | {_pct(topped).replace('|', '/')} | "
+              f"{found} / {queries}, {false} / {queries} |")
+    print()
+
+
 def scale(n: int, queries: int, seeds: list[PhotoHashes]) -> None:
     rng = np.random.default_rng(0)
     coarse, fine = synthetic(n, seeds, rng)
@@ -356,26 +493,7 @@ def scale(n: int, queries: int, seeds: list[PhotoHashes]) -> None:
         load_s = time.perf_counter() - t
         table_mb, rss_mb = index.memory_bytes / 1e6, _rss_mb() - rss0
 
-        near, miss, found, false = [], [], 0, 0
-        picks = rng.integers(0, n, size=queries)
-        for i in picks.tolist():
-            flips = rng.choice(64, size=int(rng.integers(0, 7)), replace=False)
-            mask = sum(1 << int(b) for b in flips)
-            q = _hashes(coarse, fine, i, "f" * 64)
-            fine_mask = np.packbits(rng.random(32 * 8) < 0.05).tobytes()  # ~13 bits
-            q = PhotoHashes(q.sha256, tuple(c ^ mask for c in q.coarse),
-                            tuple(bytes(a ^ b for a, b in zip(f, fine_mask)) for f in q.fine))
-            t = time.perf_counter()
-            matches = index.query(q)
-            near.append(time.perf_counter() - t)
-            found += any(m.key == f"photo-{i}" for m in matches)
-        fresh_c, fresh_f = synthetic(queries, seeds, np.random.default_rng(1))
-        for i in range(queries):
-            q = _hashes(fresh_c, fresh_f, i, "e" * 64)
-            t = time.perf_counter()
-            matches = index.query(q)
-            miss.append(time.perf_counter() - t)
-            false += bool(matches)
+        near, miss, found, false = _lookups(index, coarse, fine, queries, seeds, rng)
 
         print("| step | result |\n|---|---|")
         print(f"| bulk insert (`add_many`) | {insert_s:.1f} s, {n / insert_s:,.0f} photos/s |")
@@ -473,6 +591,12 @@ def detector_timing(index: ReuseIndex) -> None:
           f"median {statistics.median(hashing):.1f} ms).\n")
 
 
+def _seeds(data: Path) -> list[PhotoHashes]:
+    """Real photos' hashes the structured synthetic hashes cluster around."""
+    return [photo_hashes(load_photo(path))
+            for path in sorted((data / "catalog_and_buyer").rglob("*.jpg"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED)
@@ -482,15 +606,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="edited copies are made from the photo scaled to this size")
     parser.add_argument("--skip-robustness", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--stores", default="", metavar="KINDS",
+                        help="also compare stores at --store-photos photos: comma-separated "
+                             "file, sqlite, postgresql (the service database on each)")
+    parser.add_argument("--store-photos", type=int, default=100_000)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     if not args.skip_robustness:
         robustness(args.data, args.max_side)
     if not args.skip_scale:
-        seeds = []
-        for path in sorted((args.data / "catalog_and_buyer").rglob("*.jpg")):
-            seeds.append(photo_hashes(load_photo(path)))
-        scale(args.photos, args.queries, seeds)
+        scale(args.photos, args.queries, _seeds(args.data))
+    kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
+    unknown = set(kinds) - {"file", "sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"--stores: unknown {', '.join(sorted(unknown))}; known: file, sqlite, "
+                     f"postgresql")
+    if kinds:
+        stores(kinds, args.store_photos, args.queries, _seeds(args.data))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 

@@ -38,7 +38,11 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """``durable``: keep fsync and full-page writes on (benchmarks); the suite turns them
+    off, as a throwaway cluster needs no crash safety."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.external = os.environ.get("REFUNDLENS_TEST_DATABASE_URL")
         self.dir: Path | None = None
         self.port = 0
@@ -60,7 +64,9 @@ class PostgresServer:
                         "-U", "postgres", "--no-sync", "-E", "UTF8"],
                        check=True, capture_output=True)
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   f"-c fsync=off -c full_page_writes=off -c max_connections=200")
+                   "-c max_connections=200")
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         subprocess.run([*self._as, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
                         "-l", str(self.dir / "log"), "-w", "start"], check=True,
                        capture_output=True)
