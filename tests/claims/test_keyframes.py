@@ -125,6 +125,14 @@ def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
     before = client.get(f"/api/v1/claims/{claim_id}", headers=keys.admin).json()
     assert not {f["code"] for f in before["photos"][0]["findings"]} & {
         "REFERENCE_DERIVED", "REFERENCE_ALTERED"}
+    # nothing matched the listing, so the claim was auto-approved: the merchant appeals it
+    # (an answer to an auto-approval would be read by no one), then answers with its video
+    assert before["status"] == "auto_approved", before["route_reasons"]
+    appealed = client.post(f"/api/v1/claims/{claim_id}/appeals",
+                           json={"reason": "这张照片来自我们的打包视频 / from our packing video"},
+                           headers=keys.merchant(ids["merchant_id"]))
+    assert appealed.status_code == 201, appealed.text
+    before = client.get(f"/api/v1/claims/{claim_id}", headers=keys.admin).json()
 
     video = packing_video(tmp_path / "packing.mp4", [packed, textured_rgb(900, 700, seed=22)])
     answer = client.post(f"/api/v1/claims/{claim_id}/responses",
