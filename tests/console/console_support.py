@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ import httpx
 import numpy as np
 
 from conftest import jpeg, textured_rgb
+from serving import REFUNDLENS, Server
 
 PASSWORD = "correct horse battery"
 CHROMIUM = "/usr/bin/chromium"
@@ -52,73 +50,44 @@ def stain(reference: np.ndarray) -> np.ndarray:
     return stained
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveServer:
     """A real ``refundlens serve`` (workers on) in a subprocess, with keys and users."""
 
     data_dir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    server: Server | None = None
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
-    log_path: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        assert self.server is not None, "start() the server first"
+        return self.server.url
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "REFUNDLENS_DATA_DIR": str(self.data_dir),
                 "REFUNDLENS_ANALYSIS_WORKERS": "1", "PYTHONUNBUFFERED": "1"}
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", "from refundlens.cli import main; raise SystemExit(main())",
-             *args], env=self.env(), capture_output=True, text=True, timeout=120)
+        done = subprocess.run([str(REFUNDLENS), *args], env=self.env(), capture_output=True,
+                              text=True, timeout=120)
         assert done.returncode == 0, f"refundlens {' '.join(args)}: {done.stderr}"
         return done.stdout
 
     def start(self) -> "LiveServer":
-        self.log_path = self.data_dir / "serve.log"
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from refundlens.cli import main; raise SystemExit(main())",
-             "serve", "--port", str(self.port), "--workers", "1"],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"refundlens serve exited: {self.log()}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"refundlens serve did not answer in 90 s: {self.log()}")
+        self.server = Server(self.env(), self.data_dir / "serve.log", "--workers", "1")
+        self.server.start(timeout=90)
         for role in ("admin", "intake"):
             token = self.cli("keys", "create", "--role", role).strip().splitlines()[-1]
             self.keys[role] = {"Authorization": f"Bearer {token}"}
         return self
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
+        path = self.server.log if self.server else None
+        return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.server is not None:
+            self.server.stop()
 
     def api(self, method: str, path: str, *, role: str = "admin", **kwargs: Any) -> Any:
         response = httpx.request(method, f"{self.url}/api/v1{path}", headers=self.keys[role],
