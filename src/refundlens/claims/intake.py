@@ -367,14 +367,14 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
         if cents > order.amount_cents:
             raise InvalidInput(f"amount: {format_amount(cents)} is more than the order's "
                                f"{format_amount(order.amount_cents)}", field="amount")
+        # an order's merchant, buyer and currency never change once it is created
+        merchant_id, buyer, currency = order.merchant_id, order.buyer, order.currency
     try:
         svc.blobs.put_many([c.blob for c in checked])
         with svc.db.write() as session:
-            order = session.get(Order, order_id)
-            assert order is not None
-            claim = Claim(id=new_id("clm"), order_id=order.id, merchant_id=order.merchant_id,
-                          buyer=order.buyer, type=type_, reason=reason, amount_cents=cents,
-                          currency=order.currency, status="submitted")
+            claim = Claim(id=new_id("clm"), order_id=order_id, merchant_id=merchant_id,
+                          buyer=buyer, type=type_, reason=reason, amount_cents=cents,
+                          currency=currency, status="submitted")
             session.add(claim)
             for i, item in enumerate(checked):
                 session.add(ClaimPhoto(
@@ -387,7 +387,7 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
                                               request_hash=request_hash, claim_id=claim.id))
             session.flush()
             append_event(session, actor=actor, action="claim_submitted", claim_id=claim.id,
-                         data={"order_id": order.id, "type": type_,
+                         data={"order_id": order_id, "type": type_,
                                "amount": format_amount(cents),
                                "photos": [c.sha256 for c in checked]})
             enqueue(session, "analyze_claim", claim_id=claim.id, payload={"role": "claim"})
