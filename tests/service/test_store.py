@@ -5,6 +5,7 @@ content-addressed and written atomically, and times come back timezone-aware."""
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -12,13 +13,15 @@ from typing import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import Column, create_engine, select, text
+from sqlalchemy.schema import CreateIndex
 
 from refundlens.errors import ConfigError
 from refundlens.store import BlobStore, Database
 from refundlens.store.blobs import BlobNotFound
 from refundlens.store.db import DatabaseError
-from refundlens.store.tables import Base, LoginAttempt, Merchant, User
+from refundlens.store.tables import (Base, Claim, ClaimPhoto, LoginAttempt, Merchant, Order,
+                                     PhotoCode, User)
 from refundlens.web.console.sessions import LoginThrottle
 
 
@@ -28,6 +31,21 @@ def test_migrations_create_exactly_the_declared_schema(svc):
                                 Base.metadata)
     assert diff == []
     assert svc.db.current_revision() == svc.db.head_revision()
+
+
+def test_indexes_on_expressions_match_on_sqlite_too(svc):
+    """compare_metadata skips indexes on expressions on SQLite, which it cannot reflect
+    (on PostgreSQL it compares them): compare their SQL."""
+    if not svc.db.is_sqlite:
+        pytest.skip("PostgreSQL's are compared by compare_metadata")
+    declared = {ix.name: str(CreateIndex(ix).compile(dialect=svc.db.engine.dialect))
+                for table in Base.metadata.tables.values() for ix in table.indexes
+                if any(not isinstance(e, Column) for e in ix.expressions)}
+    with svc.db.engine.connect() as conn:
+        migrated = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE "
+                                             "type = 'index' AND sql IS NOT NULL").all())
+    assert declared and {name: re.sub(r"[()\s]", "", sql) for name, sql in declared.items()} \
+        == {name: re.sub(r"[()\s]", "", migrated.get(name) or "") for name in declared}
 
 
 def test_an_unmigrated_database_is_refused_with_the_command_to_run(tmp_path):
@@ -137,3 +155,37 @@ def test_a_database_at_0003_upgrades_with_each_rotated_keys_lineage(database_url
         with db.read() as session:
             lineage = dict(session.execute(text("SELECT id, lineage FROM api_keys")).all())
         assert lineage == {"k_a": None, "k_b": "k_a", "k_c": "k_a", "k_solo": None}
+
+
+def test_a_database_at_0005_upgrades_with_its_photos_codes_and_the_queue_index(
+        database_url, tmp_path):
+    """Migration 0006 fills photo_codes (what the queue's filter by code reads) from the
+    analyses already stored, once per code, and adds the queue's partial index."""
+    findings = {"p0": ["REFERENCE_DERIVED", "REFERENCE_ALTERED", "REFERENCE_ALTERED"],
+                "p1": ["REUSED_PHOTO"], "p2": [], "p3": None}
+    with _scratch_database(database_url, tmp_path, "at0005") as db:
+        db.upgrade("0005")
+        with db.write() as session:
+            session.add(Merchant(id="m1", name="店"))
+            session.add(Order(id="o1", merchant_id="m1", buyer="b", amount_cents=100))
+            session.flush()
+            for i, (photo, codes) in enumerate(findings.items()):
+                session.add(Claim(id=f"c{i}", order_id="o1", merchant_id="m1", buyer="b",
+                                  type="refund_only", amount_cents=100, status="in_review"))
+                session.flush()
+                session.add(ClaimPhoto(
+                    id=photo, claim_id=f"c{i}", position=0, sha256="0" * 64,
+                    filename="a.jpg", content_type="image/jpeg", width=1, height=1,
+                    analysis=None if codes is None else
+                    {"status": "ok", "findings": [{"code": c} for c in codes]}))
+        db.upgrade()
+        db.check()
+        with db.read() as session:
+            rows = sorted(session.execute(select(PhotoCode.photo_id, PhotoCode.code,
+                                                 PhotoCode.claim_id)).all())
+            indexes = session.execute(text(
+                "SELECT name FROM sqlite_master WHERE type = 'index'" if db.is_sqlite else
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'claims'")).scalars().all()
+    assert rows == [("p0", "REFERENCE_ALTERED", "c0"), ("p0", "REFERENCE_DERIVED", "c0"),
+                    ("p1", "REUSED_PHOTO", "c1")]
+    assert "ix_claims_waiting" in indexes

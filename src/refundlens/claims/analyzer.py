@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ..config import Settings
 from ..errors import RefundLensError
 from ..jobs import JobContext
 from ..processes import die_with_parent
 from ..store.blobs import BlobNotFound
-from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, Product, ReferencePhoto,
-                            ShippingEvidence, utcnow)
+from ..store.tables import (Claim, ClaimPhoto, EvidenceRequest, Order, PhotoCode, Product,
+                            ReferencePhoto, ShippingEvidence, utcnow)
 from .audit import append_event
 from .reuse import reuse_meta
 from .service import Service
@@ -309,6 +309,10 @@ def store_results(svc: Service, session: Any, claim: Claim,
             photo.mask_sha256 = svc.blobs.put(result["mask_png"]) \
                 if result.get("mask_png") else None
             photo.matched_reference = result.get("matched_reference")
+        # the codes the queue filters by, indexed (store/tables.py, PhotoCode)
+        session.execute(delete(PhotoCode).where(PhotoCode.photo_id == photo.id))
+        session.add_all(PhotoCode(photo_id=photo.id, claim_id=claim.id, code=code)
+                        for code in sorted({f["code"] for f in photo.analysis["findings"]}))
         photo.analyzed_at = utcnow()
 
 

@@ -9,20 +9,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, func, select
+from sqlalchemy import and_, func, select
 
 from ..errors import InvalidInput, NotFound
 from ..reasons import REASONS
-from ..store.tables import (Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto, Decision,
-                            EvidenceRequest, Merchant, MerchantResponse, Order, Product,
-                            ReferencePhoto, utcnow)
+from ..store.tables import (WAITING_STATUSES, Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto,
+                            Decision, EvidenceRequest, Merchant, MerchantResponse, Order,
+                            PhotoCode, Product, QUEUE_INDEX, ReferencePhoto, is_waiting,
+                            queue_order, utcnow)
 from .intake import format_amount
 from .service import Service
 
 __all__ = ["QUEUE_STATUSES", "buyer_history_view", "claim_detail", "claim_summary",
            "list_claims"]
 
-QUEUE_STATUSES = ("in_review", "appealed")
+QUEUE_STATUSES = WAITING_STATUSES
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -148,8 +149,6 @@ def claim_detail(svc: Service, claim_id: str, *, merchant_scope: str | None = No
     }
 
 
-# NULLS LAST spelled out: PostgreSQL puts NULLs first in DESC, SQLite last; a claim whose
-# analysis failed (no score) or that has no deadline must sort the same on both.
 def _redacted(value: Any, merchant: str) -> Any:
     """A merchant sees that its claim's photo was reused elsewhere, not whose claim it was:
     reuse matches (``other``/``other_meta`` and ``also`` entries with ``key``/``meta``) of
@@ -166,11 +165,12 @@ def _redacted(value: Any, merchant: str) -> Any:
     return out
 
 
+# A claim whose analysis failed (no score) or that has no deadline sorts last on both
+# databases: IS NULL keys, as in the queue's index (tables.queue_order).
 _SORTS = {
-    "deadline": (Claim.review_due_at.asc().nulls_last(), Claim.risk_score.desc().nulls_last(),
-                 Claim.id),
-    "risk": (Claim.risk_score.desc().nulls_last(), Claim.review_due_at.asc().nulls_last(),
-             Claim.id),
+    "deadline": queue_order(),
+    "risk": (Claim.risk_score.is_(None), Claim.risk_score.desc(), Claim.review_due_at.is_(None),
+             Claim.review_due_at, Claim.id),
     "created": (Claim.created_at.desc(), Claim.id),
 }
 
@@ -178,8 +178,13 @@ _SORTS = {
 def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
                 merchant_id: str | None = None, risk_level: str | None = None,
                 code: str | None = None, min_age_hours: float | None = None,
-                sort: str = "deadline", limit: int = 50, offset: int = 0) -> dict[str, Any]:
-    """A page of claims with the total; the review queue is ``statuses=QUEUE_STATUSES``."""
+                sort: str = "deadline", limit: int = 50, offset: int = 0,
+                count_statuses: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A page of claims with the total; the review queue is ``statuses=QUEUE_STATUSES``.
+
+    ``counts`` has the number of claims in each status (of ``merchant_id``'s claims when
+    given); ``count_statuses`` limits it to those statuses, which reads only their claims
+    instead of every claim ever filed."""
     if sort not in _SORTS:
         raise InvalidInput(f"sort: got {sort!r}, expected one of {', '.join(_SORTS)}",
                            field="sort")
@@ -188,7 +193,18 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
     if offset < 0:
         raise InvalidInput(f"offset: got {offset}, expected ≥ 0", field="offset")
     conditions = []
-    if statuses:
+    page, count = select(Claim.id), select(func.count()).select_from(Claim)
+    if statuses and set(statuses) <= set(QUEUE_STATUSES):
+        conditions.append(is_waiting())  # as the queue's index says it
+        if set(statuses) != set(QUEUE_STATUSES):
+            conditions.append(Claim.status.in_(statuses))
+        # SQLite plans without statistics (nothing runs ANALYZE) and takes any index on
+        # status for a selective one, then sorts every waiting claim; INDEXED BY names the
+        # queue's index (should it ever be dropped, an error instead of a slow plan).
+        # PostgreSQL chooses from its statistics.
+        page, count = (q.with_hint(Claim, f"INDEXED BY {QUEUE_INDEX}", "sqlite")
+                       for q in (page, count))
+    elif statuses:
         conditions.append(Claim.status.in_(statuses))
     if merchant_id:
         conditions.append(Claim.merchant_id == merchant_id)
@@ -203,18 +219,20 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
         if code not in REASONS:
             raise InvalidInput(f"code: got {code!r}, expected a reason code from "
                                f"docs/reasons.md such as REFERENCE_ALTERED", field="code")
-        # claims with a photo whose findings name the code (JSON text search, both backends)
-        photos = select(ClaimPhoto.claim_id).where(
-            func.cast(ClaimPhoto.analysis, Text()).like(f'%"code": "{code}"%'))
-        conditions.append(Claim.id.in_(photos))
+        # claims with a photo whose findings name the code
+        conditions.append(Claim.id.in_(select(PhotoCode.claim_id)
+                                       .where(PhotoCode.code == code)))
     where = and_(*conditions) if conditions else True
     with svc.db.read() as session:
-        total = session.execute(select(func.count()).select_from(Claim).where(where)
-                                ).scalar_one()
-        rows = session.execute(select(Claim).where(where).order_by(*_SORTS[sort])
-                               .limit(limit).offset(offset)).scalars().all()
+        total = session.execute(count.where(where)).scalar_one()
+        # the page's ids first, then their rows: skipping ``offset`` claims reads only the
+        # index (PostgreSQL would otherwise fetch every skipped row from the table)
+        ids = page.where(where).order_by(*_SORTS[sort]).limit(limit).offset(offset)
+        rows = session.execute(select(Claim).where(Claim.id.in_(ids.correlate(None)))
+                               .order_by(*_SORTS[sort])).scalars().all()
         counts = dict(session.execute(select(Claim.status, func.count()).where(
-            Claim.merchant_id == merchant_id if merchant_id else True)
+            Claim.merchant_id == merchant_id if merchant_id else True,
+            Claim.status.in_(count_statuses) if count_statuses is not None else True)
             .group_by(Claim.status)).all())
     return {"total": total, "limit": limit, "offset": offset,
             "counts": counts, "claims": [claim_summary(c) for c in rows]}

@@ -14,6 +14,10 @@ transactions stay deferred, so readers never wait on writers (WAL).
 
 PostgreSQL uses one engine; writers that need an order (the audit head, job leases) lock
 rows with ``SELECT … FOR UPDATE [SKIP LOCKED]``.
+
+SQLite statements take table hints (``select().with_hint(table, "INDEXED BY ix",
+"sqlite")``), which SQLAlchemy's SQLite compiler otherwise drops: SQLite plans without
+statistics here (nothing runs ``ANALYZE``), and the review queue names its index.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -163,9 +168,17 @@ class Database:
             return False
 
 
+class _HintingSQLiteCompiler(SQLiteCompiler):
+    """SQLAlchemy's SQLite compiler, writing a table's hint after its name."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def _sqlite_engine(url: Any, *, immediate: bool, echo: bool) -> Engine:
     engine = create_engine(url, echo=echo, connect_args={"timeout": 30,
                                                         "check_same_thread": False})
+    engine.dialect.statement_compiler = _HintingSQLiteCompiler
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

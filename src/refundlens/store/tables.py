@@ -12,18 +12,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, SmallInteger, String, Text, TypeDecorator,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, ColumnElement, DateTime, ForeignKey, Index,
+                        Integer, LargeBinary, SmallInteger, String, Text, TypeDecorator,
+                        UniqueConstraint, bindparam)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "ConsoleSession",
     "Decision",
     "EvidenceRequest", "IdempotencyRecord", "Job", "LoginAttempt", "Merchant", "MerchantResponse",
-    "Order",
-    "Product", "ReferencePhoto", "ReusePhoto", "ShippingEvidence", "User", "WebhookDelivery",
-    "WebhookEndpoint", "utcnow",
+    "Order", "PhotoCode",
+    "Product", "QUEUE_INDEX", "ReferencePhoto", "ReusePhoto", "ShippingEvidence", "User",
+    "WAITING_STATUSES", "WebhookDelivery", "WebhookEndpoint", "is_waiting", "queue_order",
+    "utcnow",
 ]
 
 
@@ -61,6 +62,8 @@ class Base(DeclarativeBase):
 
 class Merchant(Base):
     __tablename__ = "merchants"
+    #: the console's merchant choices, by name (the first 500 read in order, not sorted)
+    __table_args__ = (Index("ix_merchants_name", "name", "id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -163,6 +166,36 @@ class Claim(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+#: Claims waiting for a person: the review queue.
+WAITING_STATUSES = ("in_review", "appealed")
+#: The queue's index (below).
+QUEUE_INDEX = "ix_claims_waiting"
+
+
+def is_waiting() -> ColumnElement[bool]:
+    """``status IN ('in_review', 'appealed')``, the statuses written into the SQL as in
+    ``ix_claims_waiting``'s WHERE: SQLite uses a partial index only for a query that says
+    its WHERE term as it is written (a bound parameter does not match)."""
+    return Claim.status.in_(bindparam("waiting_statuses", list(WAITING_STATUSES),
+                                      expanding=True, literal_execute=True))
+
+
+def queue_order() -> tuple[ColumnElement[Any], ...]:
+    """The queue's order: deadline, then risk highest first, NULLs last, then id. NULLs
+    are placed by ``IS NULL`` keys, not ``NULLS LAST`` (PostgreSQL sorts NULL high, SQLite
+    low, and SQLite indexes cannot say otherwise), so the same index serves both."""
+    return (Claim.review_due_at.is_(None), Claim.review_due_at, Claim.risk_score.is_(None),
+            Claim.risk_score.desc(), Claim.id)
+
+
+# The queue, read in its order over waiting claims only (partial), with the columns the
+# queue filters on, so a page reads about offset + limit entries and a filtered count
+# reads only this index (filter by code: photo_codes).
+Index(QUEUE_INDEX, *queue_order(), Claim.status, Claim.risk_level, Claim.created_at,
+      Claim.merchant_id, sqlite_where=Claim.status.in_(WAITING_STATUSES),
+      postgresql_where=Claim.status.in_(WAITING_STATUSES))
+
+
 class ClaimPhoto(Base):
     """A photo attached to a claim: the buyer's claim photos and evidence submissions."""
 
@@ -187,6 +220,19 @@ class ClaimPhoto(Base):
     matched_reference: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     analyzed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PhotoCode(Base):
+    """One reason code among a claim photo's findings, written with its analysis
+    (``claims/analyzer.py``): the queue's filter by code reads ``ix_photo_codes_code``
+    instead of searching every stored analysis."""
+
+    __tablename__ = "photo_codes"
+    __table_args__ = (Index("ix_photo_codes_code", "code", "claim_id"),)
+
+    photo_id: Mapped[str] = mapped_column(ForeignKey("claim_photos.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(60), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(ForeignKey("claims.id"))
 
 
 class EvidenceRequest(Base):

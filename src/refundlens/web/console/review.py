@@ -34,6 +34,8 @@ PAGE_SIZE = 50
 AGES = ("1", "4", "24", "72")
 #: Merchants offered in the queue's filter (a larger platform types the id instead).
 MAX_MERCHANT_CHOICES = 500
+#: The statuses the queue counts (queue.html), not every status a claim ever had.
+COUNTED = ("in_review", "appealed", "evidence_requested")
 
 
 class QueueFilters:
@@ -81,7 +83,7 @@ class QueueFilters:
             merchant_id=self.merchant or None,
             risk_level=self.level or None, code=self.code or None,
             min_age_hours=float(self.age) if self.age else None, sort="deadline",
-            limit=limit, offset=offset)
+            limit=limit, offset=offset, count_statuses=COUNTED)
 
 
 def _merchant_names(ctx: Ctx, ids: set[str]) -> dict[str, str]:
