@@ -18,14 +18,16 @@ appeals that appealed and decided claims have. PostgreSQL is then
 as the service never runs one.
 
 Then a reviewer signs in through the console's form and every request below is sent
-through the FastAPI ``TestClient`` in this process (no network; the time is the app's
-whole handling of the request — auth, queries, template — plus the client's in-process
-transport; the floor, ``/api/v1/health`` (one ``SELECT 1``), is printed): twice to warm up, then
-``--repeat`` times. It prints p50/p95, the SQL time and statement count of one request,
-and the plan (SQLite ``EXPLAIN QUERY PLAN``, PostgreSQL ``EXPLAIN ANALYZE``) of every
-statement the queue pages send that reads claims or their photos, flagging full table
-scans and sorts of every matching row. The results go in docs/benchmarks.md ("Review
-console queue").
+through the FastAPI ``TestClient`` in this process (no network, no uvicorn: the time is the
+app's whole handling of the request — auth, queries, template — plus the client's
+in-process transport, whose floor is printed: ``/api/v1/health``, one ``SELECT 1``), twice
+to warm up, then ``--repeat`` times. It prints p50/p95, the median SQL time per request
+(the statements' own time, from SQLAlchemy's cursor events) and the statement count, and
+the plan (SQLite ``EXPLAIN QUERY PLAN``, PostgreSQL ``EXPLAIN ANALYZE``) of every
+statement the requests send that reads claims, their photos and codes, decisions or
+merchants, flagging full table scans and sorts; the summary column lists full scans and
+sorts of more than a page of claims. The results go in docs/benchmarks.md ("Review console
+queue").
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from ..errors import InvalidInput, NotFound
 from ..reasons import REASONS
 from ..store.tables import (WAITING_STATUSES, Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto,
                             Decision, EvidenceRequest, Merchant, MerchantResponse, Order,
-                            PhotoCode, Product, QUEUE_INDEX, ReferencePhoto, is_waiting,
-                            queue_order, utcnow)
+                            PhotoCode, Product, QUEUE_INDEX, QUEUE_MERCHANT_INDEX,
+                            ReferencePhoto, is_waiting, queue_order, utcnow)
 from .intake import format_amount
 from .service import Service
 
@@ -193,17 +193,11 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
     if offset < 0:
         raise InvalidInput(f"offset: got {offset}, expected ≥ 0", field="offset")
     conditions = []
-    page, count = select(Claim.id), select(func.count()).select_from(Claim)
-    if statuses and set(statuses) <= set(QUEUE_STATUSES):
-        conditions.append(is_waiting())  # as the queue's index says it
+    queue = bool(statuses) and set(statuses) <= set(QUEUE_STATUSES)
+    if queue:
+        conditions.append(is_waiting())  # as the queue's indexes say it
         if set(statuses) != set(QUEUE_STATUSES):
             conditions.append(Claim.status.in_(statuses))
-        # SQLite plans without statistics (nothing runs ANALYZE) and takes any index on
-        # status for a selective one, then sorts every waiting claim; INDEXED BY names the
-        # queue's index (should it ever be dropped, an error instead of a slow plan).
-        # PostgreSQL chooses from its statistics.
-        page, count = (q.with_hint(Claim, f"INDEXED BY {QUEUE_INDEX}", "sqlite")
-                       for q in (page, count))
     elif statuses:
         conditions.append(Claim.status.in_(statuses))
     if merchant_id:
@@ -223,6 +217,15 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
         conditions.append(Claim.id.in_(select(PhotoCode.claim_id)
                                        .where(PhotoCode.code == code)))
     where = and_(*conditions) if conditions else True
+    page, count = select(Claim.id), select(func.count()).select_from(Claim)
+    if queue:
+        # SQLite plans without statistics (nothing runs ANALYZE) and takes any index on
+        # status for a selective one, then sorts every waiting claim; INDEXED BY names the
+        # queue's index (should it ever be dropped, an error instead of a slow plan).
+        # PostgreSQL chooses from its statistics.
+        index = QUEUE_MERCHANT_INDEX if merchant_id else QUEUE_INDEX
+        page, count = (q.with_hint(Claim, f"INDEXED BY {index}", "sqlite")
+                       for q in (page, count))
     with svc.db.read() as session:
         total = session.execute(count.where(where)).scalar_one()
         # the page's ids first, then their rows: skipping ``offset`` claims reads only the

@@ -5,7 +5,8 @@ NULLs last with ``NULLS LAST``, which no index on SQLite can give), and the filt
 reason code searched the text of every photo's stored analysis. This revision adds:
 
 - ``ix_claims_waiting``: waiting claims (in review, appealed) in the queue's order —
-  deadline then risk, NULLs placed by ``IS NULL`` keys — with the filtered columns;
+  deadline then risk, NULLs placed by ``IS NULL`` keys — with the filtered columns, and
+  ``ix_claims_waiting_merchant``, the same by merchant;
 - ``photo_codes``: each photo's finding codes, one row each, filled here from the stored
   analyses in batches (one pass over ``claim_photos``) and from then on by the analysis;
 - ``ix_merchants_name``: the console's merchant choices by name.
@@ -39,12 +40,13 @@ def upgrade() -> None:
     waiting = sa.text("status IN ('in_review', 'appealed')")
     with op.batch_alter_table('photo_codes', schema=None) as batch_op:
         batch_op.create_index('ix_photo_codes_code', ['code', 'claim_id'], unique=False)
+    queue = [sa.text('(review_due_at IS NULL)'), 'review_due_at', sa.text('(risk_score IS NULL)'),
+             sa.text('risk_score DESC'), 'id', 'status', 'risk_level', 'created_at']
     with op.batch_alter_table('claims', schema=None) as batch_op:
-        batch_op.create_index('ix_claims_waiting', [
-            sa.text('(review_due_at IS NULL)'), 'review_due_at',
-            sa.text('(risk_score IS NULL)'), sa.text('risk_score DESC'), 'id', 'status',
-            'risk_level', 'created_at', 'merchant_id'], unique=False,
-            sqlite_where=waiting, postgresql_where=waiting)
+        batch_op.create_index('ix_claims_waiting', queue, unique=False,
+                              sqlite_where=waiting, postgresql_where=waiting)
+        batch_op.create_index('ix_claims_waiting_merchant', ['merchant_id', *queue],
+                              unique=False, sqlite_where=waiting, postgresql_where=waiting)
     with op.batch_alter_table('merchants', schema=None) as batch_op:
         batch_op.create_index('ix_merchants_name', ['name', 'id'], unique=False)
     _fill_photo_codes(op.get_bind())
@@ -76,6 +78,7 @@ def downgrade() -> None:
     with op.batch_alter_table('merchants', schema=None) as batch_op:
         batch_op.drop_index('ix_merchants_name')
     with op.batch_alter_table('claims', schema=None) as batch_op:
+        batch_op.drop_index('ix_claims_waiting_merchant')
         batch_op.drop_index('ix_claims_waiting')
     with op.batch_alter_table('photo_codes', schema=None) as batch_op:
         batch_op.drop_index('ix_photo_codes_code')
