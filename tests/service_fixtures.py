@@ -88,6 +88,14 @@ def run_jobs(svc: Service) -> Callable[[], int]:
 
 
 @pytest.fixture
+def run_analysis_jobs(svc: Service) -> Callable[[], int]:
+    """Run the ready analysis and keyframe jobs only (webhook deliveries and deadlines stay
+    queued); returns how many ran."""
+    heavy, _ = job_handlers(svc, InlineAnalysis(svc.settings, svc.reuse_index))
+    return Worker(svc.db, heavy).run_until_idle
+
+
+@pytest.fixture
 def client(svc: Service, settings: Any) -> Iterator[TestClient]:
     app = create_app(settings, service=svc, workers=False)
     with TestClient(app) as test_client:

@@ -5,18 +5,14 @@ video into references the claim photos are compared with again."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import jpeg, painted_crack, textured_rgb
-from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
-from refundlens.claims.keyframes import extract_keyframes, handle_extract_keyframes, \
-    probe_video, probe_video_bytes
+from refundlens.claims.keyframes import extract_keyframes, probe_video, probe_video_bytes
 from refundlens.errors import InvalidInput
-from refundlens.jobs import Worker
 from refundlens.store.tables import ShippingEvidence
 
 
@@ -103,17 +99,8 @@ def test_bad_options_are_refused(tmp_path, options):
 
 # --- the job -------------------------------------------------------------------------------
 
-@pytest.fixture
-def run_all_jobs(svc) -> Callable[[], int]:
-    engine = InlineAnalysis(svc.settings, svc.reuse_index)
-    worker = Worker(svc.db, {
-        "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
-        "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)})
-    return worker.run_until_idle
-
-
 def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
-        client, keys, svc, run_all_jobs, tmp_path):
+        client, keys, svc, run_analysis_jobs, tmp_path):
     from service.test_api_flow import file_claim, setup_catalog
 
     ids = setup_catalog(client, keys, jpeg(textured_rgb(800, 600, seed=3), 92))
@@ -121,7 +108,7 @@ def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
     # the buyer's photo: a frame of the merchant's packing video with a crack painted in
     claim_photo = jpeg(painted_crack(np.ascontiguousarray(_crop(packed, 3, 2)[:, :, ::-1])), 90)
     claim_id = file_claim(client, keys, ids["order_id"], [claim_photo]).json()["id"]
-    run_all_jobs()
+    run_analysis_jobs()
     before = client.get(f"/api/v1/claims/{claim_id}", headers=keys.admin).json()
     assert not {f["code"] for f in before["photos"][0]["findings"]} & {
         "REFERENCE_DERIVED", "REFERENCE_ALTERED"}
@@ -140,7 +127,7 @@ def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
                          files=[("files", ("packing.mp4", video.read_bytes(), "video/mp4"))],
                          headers=keys.merchant(ids["merchant_id"]))
     assert answer.status_code == 201, answer.text
-    assert run_all_jobs() == 2  # keyframes, then the analysis again
+    assert run_analysis_jobs() == 2  # keyframes, then the analysis again
 
     with svc.db.read() as session:
         rows = session.query(ShippingEvidence).filter_by(order_id=ids["order_id"]).all()
@@ -161,7 +148,7 @@ def test_a_packing_video_becomes_references_and_the_claim_is_analysed_again(
     client.post(f"/api/v1/claims/{claim_id}/responses", data={"text": "again"},
                 files=[("files", ("packing.mp4", video.read_bytes(), "video/mp4"))],
                 headers=keys.merchant(ids["merchant_id"]))
-    assert run_all_jobs() == 1
+    assert run_analysis_jobs() == 1
     with svc.db.read() as session:
         assert session.query(ShippingEvidence).filter_by(order_id=ids["order_id"]).count() \
             == len(rows)

@@ -11,18 +11,15 @@ import hashlib
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import event, select, update
 
 from conftest import jpeg, painted_crack, textured_rgb
 from refundlens.claims.access import create_user
-from refundlens.claims.analyzer import InlineAnalysis, handle_analyze_claim
 from refundlens.claims.audit import verify_chain
 from refundlens.claims.intake import create_merchant, create_order, new_id
-from refundlens.claims.keyframes import handle_extract_keyframes
-from refundlens.jobs import Worker
 from refundlens.store.tables import (Claim, ConsoleSession, Job, MerchantResponse,
                                      ShippingEvidence, User, WebhookDelivery, utcnow)
 from refundlens.web.console.i18n import TEXT
@@ -32,15 +29,6 @@ from console_support import PASSWORD, csrf_of, sign_in, stain
 
 
 # --- a small world: two merchants, analysed claims, console users ----------------------------
-
-@pytest.fixture
-def run_all(svc) -> Callable[[], int]:
-    engine = InlineAnalysis(svc.settings, svc.reuse_index)
-    worker = Worker(svc.db, {
-        "analyze_claim": lambda ctx: handle_analyze_claim(svc, engine, ctx),
-        "extract_keyframes": lambda ctx: handle_extract_keyframes(svc, ctx)})
-    return worker.run_until_idle
-
 
 def _shop(client: Any, keys: Any, name: str, seed: int) -> dict[str, Any]:
     merchant = client.post("/api/v1/merchants", json={"name": name}, headers=keys.admin)
@@ -69,13 +57,13 @@ def _claim(client: Any, keys: Any, shop: dict[str, Any], photo: bytes, buyer: st
 
 
 @pytest.fixture
-def world(svc, client, keys, run_all) -> dict[str, Any]:
+def world(svc, client, keys, run_analysis_jobs) -> dict[str, Any]:
     a = _shop(client, keys, "甲店", 3)
     b = _shop(client, keys, "乙店", 5)
     claims = {"a1": _claim(client, keys, a, jpeg(painted_crack(a["reference"]), 90), "buyer-1"),
               "a2": _claim(client, keys, a, jpeg(stain(a["reference"]), 90), "buyer-2"),
               "b1": _claim(client, keys, b, jpeg(painted_crack(b["reference"]), 90), "buyer-3")}
-    run_all()
+    run_analysis_jobs()
     with svc.db.read() as session:
         statuses = {k: session.get(Claim, v).status for k, v in claims.items()}
     assert statuses == {"a1": "in_review", "a2": "in_review", "b1": "in_review"}
@@ -698,7 +686,7 @@ def test_a_reviewer_cannot_use_the_merchant_portal(client, world):
 
 
 def test_a_merchant_answers_with_text_photos_and_a_video_whose_keyframes_become_references(
-        svc, client, keys, world, run_all, tmp_path):
+        svc, client, keys, world, run_analysis_jobs, tmp_path):
     from claims.test_keyframes import packing_video
 
     a1 = world["claims"]["a1"]
@@ -726,7 +714,7 @@ def test_a_merchant_answers_with_text_photos_and_a_video_whose_keyframes_become_
     with svc.db.read() as session:
         assert session.execute(select(Job.kind).where(Job.status == "queued")).scalars(
         ).all() == ["extract_keyframes"]
-    assert run_all() == 2  # the keyframes, then the claim's photos again
+    assert run_analysis_jobs() == 2  # the keyframes, then the claim's photos again
     with svc.db.read() as session:
         kinds = sorted(s.kind for s in session.execute(select(ShippingEvidence)).scalars())
     assert kinds == ["keyframe", "video"]
