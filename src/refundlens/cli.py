@@ -324,17 +324,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(seed_demo(svc), flush=True)
     where = (f"RefundLens serving on http://{args.host}:{args.port}: review console /console, "
              f"API /api/v1, OpenAPI /docs; data in {settings.data_dir}")
-    if settings.api_processes == 1:
-        print(where, flush=True)
-        uvicorn.run(create_app(settings, service=svc), host=args.host, port=args.port,
-                    log_level="warning", proxy_headers=True,
-                    forwarded_allow_ips=settings.forwarded_allow_ips)
+    server = {"host": args.host, "port": args.port, "log_level": "warning",
+              "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    if settings.api_processes > 1:
+        return _serve_processes(svc, settings, server, where)
+    print(where, flush=True)
+    try:
+        uvicorn.run(create_app(settings, service=svc), **server)
+    finally:
         svc.close()
-        return EXIT_OK
-    return _serve_processes(svc, settings, args.host, args.port, where)
+    return EXIT_OK
 
 
-def _serve_processes(svc: Any, settings: Any, host: str, port: int, where: str) -> int:
+def _serve_processes(svc: Any, settings: Any, server: dict[str, Any], where: str) -> int:
     """``--api-processes N``: this process runs the job workers and supervises N API
     processes (uvicorn's), which share the port and get the settings through the
     environment."""
@@ -351,9 +353,8 @@ def _serve_processes(svc: Any, settings: Any, host: str, port: int, where: str) 
         if settings.analysis_workers > 0 else []
     print(f"{where}; {settings.api_processes} API processes", flush=True)
     try:
-        uvicorn.run("refundlens.web.app:api_process_app", factory=True, host=host, port=port,
-                    workers=settings.api_processes, log_level="warning", proxy_headers=True,
-                    forwarded_allow_ips=settings.forwarded_allow_ips)
+        uvicorn.run("refundlens.web.app:api_process_app", factory=True,
+                    workers=settings.api_processes, **server)
     finally:
         stop_workers(running)
         svc.close()

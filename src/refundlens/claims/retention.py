@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..errors import InvalidInput
 from ..jobs import JobContext, enqueue
 from ..store.blobs import SweepReport
 from ..store.tables import (ClaimPhoto, Job, MerchantResponse, ReferencePhoto,
@@ -62,8 +63,6 @@ def sweep_blobs(svc: Service, *, grace: timedelta = DEFAULT_GRACE,
                 actor: str = "retention") -> SweepReport:
     """Remove the blobs no row names that nobody stored within ``grace``; audited."""
     if grace < timedelta(minutes=10):
-        from ..errors import InvalidInput
-
         raise InvalidInput(f"grace: {grace} is shorter than a slow upload may take; "
                            f"expected at least 10 minutes", field="grace")
     with svc.db.read() as session:
