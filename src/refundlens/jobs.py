@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .store.db import Database
@@ -44,16 +44,19 @@ class LeaseLost(Exception):
     """The job's lease expired and another worker took it; this run's result is dropped."""
 
 
+_INSERT_JOB = insert(Job.__table__)
+
+
 def enqueue(session: Session, kind: str, *, claim_id: str | None = None,
             payload: Mapping[str, Any] | None = None, run_after: datetime | None = None,
-            max_attempts: int = 5) -> Job:
-    """Add a job in ``session``'s transaction: it exists exactly when the change that
-    asked for it is committed."""
-    job = Job(kind=kind, claim_id=claim_id, payload=dict(payload or {}),
-              run_after=run_after or utcnow(), max_attempts=max_attempts)
-    session.add(job)
-    session.flush()
-    return job
+            max_attempts: int = 5) -> int:
+    """Add a job in ``session``'s transaction and return its id: it exists exactly when
+    the change that asked for it is committed. (A Core insert on the session's
+    connection: every claim queues one.)"""
+    result = session.connection().execute(_INSERT_JOB, {
+        "kind": kind, "claim_id": claim_id, "payload": dict(payload or {}),
+        "run_after": run_after or utcnow(), "max_attempts": max_attempts})
+    return int(result.inserted_primary_key[0])
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -49,7 +49,7 @@ def db(tmp_path: Path) -> Any:
 
 def _queue(db: Database, kind: str = "slow") -> int:
     with db.write() as session:
-        return enqueue(session, kind, payload={}).id
+        return enqueue(session, kind, payload={})
 
 
 def _job(db: Database, job_id: int) -> Job:

@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from ..errors import InvalidInput, NotFound, PermissionDenied
 from ..security import generate_api_key, hash_password, hash_secret, parse_api_key, \
@@ -120,21 +120,27 @@ def revoke_key(svc: Service, key_id: str, *, actor: str = "cli") -> None:
         append_event(session, actor=actor, action="api_key_revoked", data={"key_id": key_id})
 
 
+_KEYS = ApiKey.__table__
+_KEY_BY_ID = select(_KEYS.c.id, _KEYS.c.role, _KEYS.c.merchant_id, _KEYS.c.secret_hash,
+                    _KEYS.c.revoked_at, _KEYS.c.expires_at, _KEYS.c.lineage
+                    ).where(_KEYS.c.id == bindparam("key_id"))
+
+
 def authenticate_key(svc: Service, token: str) -> Caller | None:
     """The caller a bearer token names, or None (unknown, wrong, revoked, expired)."""
     parts = parse_api_key(token)
     if parts is None:
         return None
-    with svc.db.read() as session:
-        row = session.get(ApiKey, parts.key_id)
-        if row is None or row.revoked_at is not None:
-            return None
-        if row.expires_at is not None and row.expires_at <= utcnow():
-            return None
-        if not hmac.compare_digest(row.secret_hash, hash_secret(parts.secret)):
-            return None
-        return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at,
-                      lineage=row.lineage or row.id)
+    with svc.db.read_rows() as conn:
+        row = conn.execute(_KEY_BY_ID, {"key_id": parts.key_id}).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    if not hmac.compare_digest(row.secret_hash, hash_secret(parts.secret)):
+        return None
+    return Caller(row.role, row.id, row.merchant_id, expires_at=row.expires_at,
+                  lineage=row.lineage or row.id)
 
 
 def create_user(svc: Service, *, username: str, password: str, role: str,

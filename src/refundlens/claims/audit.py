@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ..store.tables import AuditEvent, AuditHead, utcnow
@@ -51,23 +51,35 @@ def event_hash(prev_hash: str, *, seq: int, at: datetime, actor: str, action: st
     return digest.hexdigest()
 
 
+_EVENTS, _HEAD = AuditEvent.__table__, AuditHead.__table__
+# Built once: a statement object memoizes its cache key, so each append only binds values.
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT_EVENT = insert(_EVENTS)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
+
+
 def append_event(session: Session, *, actor: str, action: str, claim_id: str | None = None,
                  data: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
-    """Append one event in ``session``'s transaction and return it (``.hash`` set)."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1)
-                           .with_for_update()).scalar_one()
+    """Append one event in ``session``'s transaction and return it (``.hash`` set).
+
+    The event is written with Core statements on the session's connection (every state
+    change writes one, so this is on every request's path); the returned
+    :class:`AuditEvent` is a record of what was written, not attached to ``session``.
+    """
+    session.flush()  # what the session holds goes first, as an ORM append would order it
+    conn = session.connection()
+    head_seq, head_hash = conn.execute(_LOCK_HEAD).one()
     at = at or utcnow()
     # JSON round trip: the stored data is what gets hashed, whatever types came in.
     data = json.loads(json.dumps(data or {}, default=str))
-    seq = head.seq + 1
-    digest = event_hash(head.hash, seq=seq, at=at, actor=actor, action=action,
+    seq = head_seq + 1
+    digest = event_hash(head_hash, seq=seq, at=at, actor=actor, action=action,
                         claim_id=claim_id, data=data)
-    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, claim_id=claim_id,
-                       data=data, prev_hash=head.hash, hash=digest)
-    session.add(event)
-    head.seq, head.hash = seq, digest
-    session.flush()
-    return event
+    row = {"seq": seq, "at": at, "actor": actor, "action": action, "claim_id": claim_id,
+           "data": data, "prev_hash": head_hash, "hash": digest}
+    conn.execute(_INSERT_EVENT, row)
+    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
+    return AuditEvent(**row)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,6 +109,13 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._read() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def read_rows(self) -> Iterator[Connection]:
+        """A read transaction on a Core connection, without an ORM session: for the reads
+        on every request's path (the API key, the claim's order)."""
+        with self.read_engine.connect() as conn, conn.begin():
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
