@@ -237,6 +237,27 @@ def test_db_upgrade_and_current(tmp_path, capsys, monkeypatch, database_url):
             admin.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("db", "current"), ("audit", "verify")])
+def test_an_unreachable_database_exits_2_saying_so(tmp_path, capsys, monkeypatch, backend,
+                                                   args):
+    """No server on the port (PostgreSQL), a directory where the file should be (SQLite):
+    every command that opens the database says it cannot connect and exits 2, as
+    documented, not 1 with a traceback."""
+    if backend == "sqlite":
+        (tmp_path / "refundlens.db").mkdir()
+        url = f"sqlite:///{tmp_path / 'refundlens.db'}"
+    else:
+        url = "postgresql+psycopg://nobody@127.0.0.1:1/x"
+    monkeypatch.setenv("REFUNDLENS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REFUNDLENS_DATABASE_URL", url)
+    code, out, err = cli(capsys, *args)
+    assert code == 2, (code, out, err)
+    assert err.startswith("refundlens: error: database ") and "cannot connect" in err, err
+    assert url in err and "Traceback" not in err and "internal error" not in err
+    assert out == ""
+
+
 def test_audit_verify_exits_0_then_4_naming_the_edited_event(env, client, keys, svc, capsys):
     client.post("/api/v1/merchants", json={"name": "审计店"}, headers=keys.admin)
     proc = run(env, "audit", "verify")

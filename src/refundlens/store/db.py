@@ -125,16 +125,36 @@ class Database:
     # --- schema --------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations up to ``revision``."""
+        """Apply the Alembic migrations up to ``revision``.
+
+        Raises:
+            DatabaseError: the database cannot be reached, or a migration failed in it.
+        """
         from alembic import command
 
-        command.upgrade(self._alembic_config(), revision)
+        self._connect().close()  # "cannot connect" apart from a migration that failed
+        try:
+            command.upgrade(self._alembic_config(), revision)
+        except OperationalError as exc:
+            raise DatabaseError(f"database {self!r}: upgrade to {revision} failed: "
+                                f"{exc.orig}") from exc
 
     def current_revision(self) -> str | None:
+        """The schema revision the database is at (None: no schema yet).
+
+        Raises:
+            DatabaseError: the database cannot be reached.
+        """
         from alembic.runtime.migration import MigrationContext
 
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise DatabaseError(f"database {self!r}: cannot connect: {exc.orig}") from exc
 
     def head_revision(self) -> str:
         from alembic.script import ScriptDirectory
@@ -146,10 +166,7 @@ class Database:
     def check(self) -> None:
         """Raise :class:`DatabaseError` unless the database answers and is at the head
         revision (the service refuses to start on an old schema rather than fail later)."""
-        try:
-            current = self.current_revision()
-        except OperationalError as exc:
-            raise DatabaseError(f"database {self!r}: cannot connect: {exc.orig}") from exc
+        current = self.current_revision()
         head = self.head_revision()
         if current != head:
             raise DatabaseError(f"database {self!r}: schema revision {current or 'none'}, "
