@@ -218,9 +218,11 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _index_dir(args: argparse.Namespace, settings: Any) -> Path | None:
+    from .config import make_data_dir
+
     if args.index == "none":
         return None
-    return Path(args.index) if args.index else Path(settings.data_dir) / "reuse"
+    return Path(args.index) if args.index else make_data_dir(settings) / "reuse"
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -433,11 +435,11 @@ def _cmd_users(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from .config import load_settings
+    from .config import load_settings, make_data_dir
     from .store import Database, default_database_url
 
     settings = load_settings()
-    db = Database(settings.database_url or default_database_url(settings.data_dir))
+    db = Database(settings.database_url or default_database_url(make_data_dir(settings)))
     try:
         if args.db_command == "upgrade":
             db.upgrade()

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 from .imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
-__all__ = ["DEFAULT_TIMEZONE", "SETTINGS", "Settings", "load_settings", "time_zone"]
+__all__ = ["DEFAULT_TIMEZONE", "SETTINGS", "Settings", "load_settings", "make_data_dir",
+           "time_zone"]
 
 
 #: The zone times are shown in when none is set: the platforms this serves run on China
@@ -63,6 +64,25 @@ class Settings:
     def zone(self) -> ZoneInfo:
         """The time zone the console and the reports show times in (``timezone``)."""
         return time_zone(self.timezone)
+
+
+def make_data_dir(settings: Settings) -> Path:
+    """The data directory, created (with its parents) when missing.
+
+    Raises:
+        ConfigError: it cannot be created (a file in the way, a read-only or virtual file
+            system, no permission); the message names ``REFUNDLENS_DATA_DIR`` and the path.
+    """
+    path = Path(settings.data_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = ("it is a file" if isinstance(exc, FileExistsError) else
+               f"{exc.strerror}: {exc.filename}")
+        raise ConfigError(f"setting REFUNDLENS_DATA_DIR={str(path)!r}: cannot create the "
+                          f"directory ({why}); expected a directory that exists or can be "
+                          f"created, writable by this user") from exc
+    return path
 
 
 def time_zone(name: str, *, setting: str = "REFUNDLENS_TIMEZONE") -> ZoneInfo:

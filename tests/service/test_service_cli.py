@@ -258,6 +258,79 @@ def test_an_unreachable_database_exits_2_saying_so(tmp_path, capsys, monkeypatch
     assert out == ""
 
 
+def _uncreatable_data_dirs(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Data directories that cannot be created, with what the error says about each: under
+    a file, the file itself, and under /proc (where nothing can be made)."""
+    (tmp_path / "a-file").write_text("not a directory")
+    return [(tmp_path / "a-file" / "data", "Not a directory"),
+            (tmp_path / "a-file", "it is a file"),
+            (Path("/proc/refundlens-nope"), "No such file or directory")]
+
+
+@pytest.mark.parametrize("args", [
+    ("keys", "create", "--role", "admin"), ("db", "upgrade"), ("db", "current"),
+    ("audit", "verify"), ("users", "create", "--role", "reviewer", "--username", "u1",
+                          "--password", "long enough 1")])
+def test_a_data_dir_that_cannot_be_created_exits_2_naming_it(tmp_path, capsys, monkeypatch,
+                                                            database_url, args):
+    """REFUNDLENS_DATA_DIR under a file, or on /proc: a configuration error naming the
+    setting and the path, exit 2 (was NotADirectoryError / FileNotFoundError, exit 1). On
+    PostgreSQL too, where the data directory holds the blobs and keys; ``db`` there needs
+    no data directory and does not make one."""
+    if database_url.startswith("sqlite"):  # the embedded default, in the data directory
+        monkeypatch.delenv("REFUNDLENS_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("REFUNDLENS_DATABASE_URL", database_url)
+    for data_dir, why in _uncreatable_data_dirs(tmp_path):
+        monkeypatch.setenv("REFUNDLENS_DATA_DIR", str(data_dir))
+        code, out, err = cli(capsys, *args)
+        if args[0] == "db" and not database_url.startswith("sqlite"):
+            assert code == 0 and "schema revision" in out, (code, out, err)
+            continue
+        assert code == 2, (data_dir, code, out, err)
+        assert err.startswith(f"refundlens: error: setting REFUNDLENS_DATA_DIR={str(data_dir)!r}"
+                              f": cannot create the directory ("), err
+        assert why in err and "Traceback" not in err
+        assert out == ""  # no key printed
+
+
+def test_scan_with_a_data_dir_that_cannot_be_created_exits_2(tmp_path, capsys, monkeypatch):
+    """``scan`` keeps its reuse index in the data directory by default."""
+    from conftest import jpeg, textured_rgb
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg(textured_rgb(64, 64)))
+    data_dir, why = _uncreatable_data_dirs(tmp_path)[0]
+    monkeypatch.setenv("REFUNDLENS_DATA_DIR", str(data_dir))
+    code, out, err = cli(capsys, "scan", str(photo))
+    assert code == 2 and "REFUNDLENS_DATA_DIR" in err and why in err, (code, err)
+
+
+def test_serve_with_a_data_dir_that_cannot_be_created_exits_2(tmp_path, database_url):
+    """The real `refundlens serve` (§8) stops before it listens, naming the setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFUNDLENS_")}
+    env["REFUNDLENS_DATA_DIR"] = str(tmp_path / "a-file" / "data")
+    if not database_url.startswith("sqlite"):
+        env["REFUNDLENS_DATABASE_URL"] = database_url
+    (tmp_path / "a-file").write_text("not a directory")
+    proc = run(env, "serve", "--port", "1")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "REFUNDLENS_DATA_DIR" in proc.stderr and str(tmp_path / "a-file") in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_sqlite_url_whose_directory_cannot_be_created_exits_2(tmp_path, capsys,
+                                                               monkeypatch):
+    (tmp_path / "a-file").write_text("not a directory")
+    url = f"sqlite:///{tmp_path / 'a-file' / 'db' / 'refundlens.db'}"
+    monkeypatch.setenv("REFUNDLENS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REFUNDLENS_DATABASE_URL", url)
+    for args in (("db", "current"), ("keys", "create", "--role", "admin")):
+        code, out, err = cli(capsys, *args)
+        assert code == 2, (code, out, err)
+        assert f"database URL {url!r}: cannot create its directory" in err, err
+
+
 def test_audit_verify_exits_0_then_4_naming_the_edited_event(env, client, keys, svc, capsys):
     client.post("/api/v1/merchants", json={"name": "审计店"}, headers=keys.admin)
     proc = run(env, "audit", "verify")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..config import Settings
+from ..config import Settings, make_data_dir
 from ..security import PiiCipher, Pseudonymizer, load_or_create_key
 from ..store import BlobStore, Database, default_database_url
 from .policy import Policy, load_policy
@@ -56,13 +55,13 @@ def open_service(settings: Settings, *, migrate: bool = False) -> Service:
             ``refundlens serve`` needs no set-up); otherwise the schema must be current.
 
     Raises:
-        ConfigError: a setting is not accepted (the policy file, a key).
+        ConfigError: a setting is not accepted (the policy file, a key, a data directory
+            that cannot be created).
         DatabaseError: the database cannot be reached or is at an older schema.
     """
     from ..index import ReuseIndex
 
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = make_data_dir(settings)
     db = Database(settings.database_url or default_database_url(data_dir))
     if migrate:
         db.upgrade()

@@ -75,7 +75,13 @@ class Database:
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(database).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"database URL {url!r}: cannot create its directory "
+                                      f"{str(folder)!r} ({exc.strerror}); expected a "
+                                      f"directory that exists or can be created") from exc
             self.engine = _sqlite_engine(parsed, immediate=True, echo=echo)
             self.read_engine = _sqlite_engine(parsed, immediate=False, echo=echo)
         elif self.dialect == "postgresql":
