@@ -82,9 +82,11 @@ ROUTING_RULES: tuple[str, ...] = (
     "`auto_approve_levels`, the amount is at most `auto_approve_max_amount`, the history is "
     "clean, no detector failed, no finding forces review, and any evidence round came back "
     "with the code found.",
-    "A clean history: at most `max_prior_claims` earlier claims, `max_prior_rejected` "
-    "rejected claims and `max_reused_photos` reused photos in the last "
-    "`history_window_days` days, and at most `max_open_claims` other open claims.",
+    "A clean history counts the buyer's claims filed in the `history_window_days` days "
+    "before the routed claim (never the claim itself, nor one filed after it, so the route "
+    "does not depend on how long the analysis took), with their statuses when the claim is "
+    "routed: at most `max_prior_claims` claims, `max_prior_rejected` rejected, "
+    "`max_reused_photos` photos reused in other claims and `max_open_claims` still open.",
     "**Never reject.** Expired evidence, a missing code or exhausted rounds send the claim "
     "to a person, who decides.",
     "Deadlines: `evidence_requested` carries `evidence_deadline`; `in_review` carries "
@@ -181,31 +183,32 @@ _TABLE = [
        "The amount {amount} is above the auto-approval limit {limit}.",
        "申请金额 {amount} 超过自动通过上限 {limit}。"),
     _s("ROUTE_HISTORY_PRIOR_CLAIMS", "no_auto",
-       "The buyer filed {count} earlier claim(s) in the last {window_days} days; a clean "
+       "The buyer filed {count} claim(s) in the {window_days} days before this one; a clean "
        "history has at most {limit}.",
-       "买家近 {window_days} 天内已有 {count} 笔售后申请，超过记录良好的上限 {limit}。"),
+       "买家在本申请之前 {window_days} 天内已有 {count} 笔售后申请，超过记录良好的上限 {limit}。"),
     _s("ROUTE_HISTORY_REJECTED", "no_auto",
-       "The buyer had {count} rejected claim(s) in the last {window_days} days; a clean "
-       "history has at most {limit}.",
-       "买家近 {window_days} 天内有 {count} 笔申请被驳回，超过记录良好的上限 {limit}。"),
+       "{count} of the buyer's claims filed in the {window_days} days before this one were "
+       "rejected; a clean history has at most {limit}.",
+       "买家在本申请之前 {window_days} 天内的申请有 {count} 笔被驳回，超过记录良好的上限 {limit}。"),
     _s("ROUTE_HISTORY_REUSED_PHOTOS", "no_auto",
-       "{count} photo(s) in the buyer's claims of the last {window_days} days were also used "
-       "in other claims; a clean history has at most {limit}.",
-       "买家近 {window_days} 天内的申请中有 {count} 张照片也出现在其他申请中，"
+       "{count} photo(s) in the buyer's claims filed in the {window_days} days before this "
+       "one were also used in other claims; a clean history has at most {limit}.",
+       "买家在本申请之前 {window_days} 天内的申请中有 {count} 张照片也出现在其他申请中，"
        "超过记录良好的上限 {limit}。"),
     _s("ROUTE_HISTORY_OPEN_CLAIMS", "no_auto",
-       "The buyer has {count} other open claim(s); a clean history has at most {limit}.",
-       "买家另有 {count} 笔未结申请，超过记录良好的上限 {limit}。"),
+       "{count} of the buyer's claims filed before this one are still open; a clean history "
+       "has at most {limit}.",
+       "买家在本申请之前提交的申请中有 {count} 笔尚未结案，超过记录良好的上限 {limit}。"),
     # --- conditions of auto-approval that hold ----------------------------------------
     _s("ROUTE_AMOUNT_WITHIN_LIMIT", "auto",
        "The amount {amount} is within the auto-approval limit {limit}.",
        "申请金额 {amount} 未超过自动通过上限 {limit}。"),
     _s("ROUTE_HISTORY_CLEAN", "auto",
-       "The buyer's history is clean: {claims} earlier claim(s) and {rejected} rejected in "
-       "the last {window_days} days, {reused_photos} reused photo(s), {open_claims} other "
-       "open claim(s).",
-       "买家记录良好：近 {window_days} 天内 {claims} 笔申请、{rejected} 笔被驳回，"
-       "{reused_photos} 张重复照片，另有 {open_claims} 笔未结申请。"),
+       "The buyer's history is clean: in the {window_days} days before this claim, "
+       "{claims} claim(s), {rejected} rejected, {reused_photos} reused photo(s), "
+       "{open_claims} still open.",
+       "买家记录良好：本申请之前 {window_days} 天内 {claims} 笔申请、{rejected} 笔被驳回、"
+       "{reused_photos} 张重复照片、{open_claims} 笔尚未结案。"),
     _s("ROUTE_EVIDENCE_CODE_FOUND", "auto",
        "The new photos of evidence round {round} show the one-time code.",
        "第 {round} 轮补充照片中识别到一次性验证码。"),
@@ -380,16 +383,18 @@ class Policy:
         Decimal("200"), _amount(optional=False),
         "Largest amount auto-approved, in the platform's currency (yuan).")
     history_window_days: int = _key(
-        180, _DAYS, "Days of the buyer's claims the history counts.")
+        180, _DAYS, "Days before the routed claim whose claims by the same buyer the history "
+                    "counts.")
     max_prior_claims: int = _key(
         3, _COUNT, "Most earlier claims in the window for a clean history.")
     max_prior_rejected: int = _key(
-        0, _COUNT, "Most rejected claims in the window for a clean history.")
+        0, _COUNT, "Most rejected earlier claims in the window for a clean history.")
     max_reused_photos: int = _key(
-        0, _COUNT, "Most photos in the window's claims also used in other claims, for a "
-                   "clean history.")
+        0, _COUNT, "Most photos in the window's earlier claims also used in other claims, "
+                   "for a clean history.")
     max_open_claims: int = _key(
-        1, _COUNT, "Most other open (undecided) claims for a clean history.")
+        1, _COUNT, "Most earlier claims in the window still open (undecided) for a clean "
+                   "history.")
     evidence_on_levels: tuple[str, ...] = _key(
         ("medium",), _LEVEL_LIST, "Risk levels that get an evidence request.")
     max_evidence_rounds: int = _key(
@@ -565,9 +570,10 @@ def load_policy(path: Path | str | None = None) -> Policy:
 
 @dataclass(frozen=True)
 class BuyerHistory:
-    """The buyer's record, counted by the caller over ``Policy.history_window_days``, never
-    counting the claim being routed; ``open_claims`` is the buyer's other undecided claims
-    now."""
+    """The buyer's record before the claim being routed: the claims filed in the
+    ``Policy.history_window_days`` days before it (never the claim itself, nor one filed
+    after it), counted by the caller with their statuses as they stand; ``open_claims`` is
+    how many of them are still undecided."""
 
     claims_in_window: int = 0
     approved: int = 0
@@ -653,7 +659,8 @@ def route_claim(policy: Policy, *, level: str, score: int, codes: Sequence[str],
         codes: every reason code seen on any of the claim's photos, first and evidence, so
             a conclusive finding on the first photo still forces review.
         amount: the claimed amount, in the policy's currency.
-        history: the buyer's record over ``policy.history_window_days``.
+        history: the buyer's claims filed before this one, over
+            ``policy.history_window_days`` (:class:`BuyerHistory`).
         detector_errors: a detector failed on some photo (the analysis is incomplete).
         evidence: the latest evidence round's outcome; ``None`` before any was asked.
 

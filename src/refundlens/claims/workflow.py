@@ -13,13 +13,13 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..imaging import sniff_video
 from ..jobs import JobContext, enqueue
 from ..store.tables import (Appeal, Claim, ClaimPhoto, Decision, EvidenceRequest,
-                            MerchantResponse, utcnow)
+                            MerchantResponse, PhotoCode, utcnow)
 from .audit import append_event
 from .intake import Upload, check_uploads, new_id
 from .policy import (BuyerHistory, EvidenceOutcome, RouteDecision, RouteReason, code_in_text,
@@ -64,25 +64,33 @@ def mark_analyzing(svc: Service, claim_id: str, *, actor: str) -> None:
             _set_status(session, claim, "analyzing", actor=actor)
 
 
-def buyer_history(session: Any, buyer: str, *, window_days: int,
-                  exclude_claim: str | None = None) -> BuyerHistory:
-    since = utcnow() - timedelta(days=window_days)
-    claims = session.execute(select(Claim.id, Claim.status).where(
-        Claim.buyer == buyer, Claim.created_at >= since)).all()
-    claims = [c for c in claims if c.id != exclude_claim]
-    ids = [c.id for c in claims]
-    reused = 0
-    if ids:
-        for analysis in session.execute(select(ClaimPhoto.analysis).where(
-                ClaimPhoto.claim_id.in_(ids))).scalars():
-            codes = [f.get("code") for f in (analysis or {}).get("findings", [])]
-            reused += "REUSED_PHOTO" in codes
-    return BuyerHistory(
-        claims_in_window=len(claims),
-        approved=sum(c.status in ("approved", "auto_approved") for c in claims),
-        rejected=sum(c.status == "rejected" for c in claims),
-        reused_photos=reused,
-        open_claims=sum(c.status not in DECIDED for c in claims))
+def buyer_history(session: Any, claim: Claim, *, window_days: int) -> BuyerHistory:
+    """The record of ``claim``'s buyer before it: the buyer's claims filed in the
+    ``window_days`` days up to ``claim.created_at`` (on the same instant, those with a
+    smaller id), counted with their statuses as they stand now.
+
+    Claims filed after ``claim`` never count, so the route does not depend on how long the
+    analysis took. ``open_claims`` are those earlier claims still undecided;
+    ``reused_photos`` their photos with a ``REUSED_PHOTO`` finding (read from
+    ``photo_codes``, indexed by code, not from the stored analyses)."""
+    filed = claim.created_at
+    earlier = and_(Claim.buyer == claim.buyer,
+                   Claim.created_at >= filed - timedelta(days=window_days),
+                   or_(Claim.created_at < filed,
+                       and_(Claim.created_at == filed, Claim.id < claim.id)))
+
+    def count(*where: Any) -> Any:
+        return func.coalesce(func.sum(case((and_(*where), 1), else_=0)), 0)
+
+    row = session.execute(select(
+        func.count(), count(Claim.status.in_(("approved", "auto_approved"))),
+        count(Claim.status == "rejected"), count(Claim.status.not_in(DECIDED)))
+        .where(earlier)).one()
+    reused = session.execute(select(func.count()).select_from(PhotoCode).join(
+        Claim, Claim.id == PhotoCode.claim_id).where(
+        PhotoCode.code == "REUSED_PHOTO", earlier)).scalar_one()
+    return BuyerHistory(claims_in_window=row[0], approved=row[1], rejected=row[2],
+                        reused_photos=reused, open_claims=row[3])
 
 
 def _claim_risk(photos: Sequence[ClaimPhoto]) -> tuple[dict[str, Any] | None, list[str], bool]:
@@ -147,8 +155,7 @@ def route_after_analysis(svc: Service, session: Any, claim: Claim, *, role: str 
         decision = analysis_failed(svc.policy)
         apply_route(svc, session, claim, decision, actor=actor)
         return decision
-    history = buyer_history(session, claim.buyer, window_days=svc.policy.history_window_days,
-                            exclude_claim=claim.id)
+    history = buyer_history(session, claim, window_days=svc.policy.history_window_days)
     level, score = risk["level"], risk["score"]
     if evidence is not None and evidence.code_found:
         # The buyer answered with fresh photos that carry the one-time code: the level to
