@@ -196,9 +196,9 @@ _TABLE = [
        "买家在本申请之前 {window_days} 天内的申请中有 {count} 张照片也出现在其他申请中，"
        "超过记录良好的上限 {limit}。"),
     _s("ROUTE_HISTORY_OPEN_CLAIMS", "no_auto",
-       "{count} of the buyer's claims filed before this one are still open; a clean history "
-       "has at most {limit}.",
-       "买家在本申请之前提交的申请中有 {count} 笔尚未结案，超过记录良好的上限 {limit}。"),
+       "{count} of the buyer's claims filed in the {window_days} days before this one are "
+       "still open; a clean history has at most {limit}.",
+       "买家在本申请之前 {window_days} 天内的申请中有 {count} 笔尚未结案，超过记录良好的上限 {limit}。"),
     # --- conditions of auto-approval that hold ----------------------------------------
     _s("ROUTE_AMOUNT_WITHIN_LIMIT", "auto",
        "The amount {amount} is within the auto-approval limit {limit}.",
@@ -722,10 +722,8 @@ def route_claim(policy: Policy, *, level: str, score: int, codes: Sequence[str],
             ("ROUTE_HISTORY_REUSED_PHOTOS", history.reused_photos, policy.max_reused_photos),
             ("ROUTE_HISTORY_OPEN_CLAIMS", history.open_claims, policy.max_open_claims)):
         if count > limit:
-            params = {"count": count, "limit": limit}
-            if code != "ROUTE_HISTORY_OPEN_CLAIMS":
-                params["window_days"] = window
-            blockers.append(RouteReason(code, params))
+            blockers.append(RouteReason(code, {"count": count, "limit": limit,
+                                               "window_days": window}))
 
     # the level's own reason leads when the level decided; otherwise it follows the blockers
     if level_route == "evidence_requested":
