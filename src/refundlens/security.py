@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -136,11 +137,19 @@ def _decode_key(text: str, *, name: str) -> bytes:
 class Pseudonymizer:
     """``b_`` + 32 hex digits of HMAC-SHA256(key, platform buyer id)."""
 
+    #: the form of every pseudonym: ``b_`` and 32 lowercase hex digits
+    PATTERN = re.compile(r"b_[0-9a-f]{32}")
+
     def __init__(self, key: bytes) -> None:
         self._key = key
 
     def __call__(self, buyer_id: str) -> str:
         return "b_" + hmac.new(self._key, buyer_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    @classmethod
+    def is_pseudonym(cls, value: str) -> bool:
+        """Whether ``value`` has exactly the form of a pseudonym (under any key)."""
+        return cls.PATTERN.fullmatch(value) is not None
 
 
 class PiiCipher:

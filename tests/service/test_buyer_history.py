@@ -101,3 +101,70 @@ def test_reused_photos_and_rejections_of_earlier_claims_block_auto_approval(clie
     assert reason(body, "ROUTE_HISTORY_REJECTED")["params"]["count"] == 1
     assert "ROUTE_HISTORY_OPEN_CLAIMS" not in reason_codes(body)
     assert "buyer-42" not in json.dumps(body, ensure_ascii=False)
+
+
+# --- GET /api/v1/buyers/{buyer}/history ----------------------------------------------------
+
+def history(client: Any, keys: Any, buyer: str, **params: Any) -> Any:
+    return client.get(f"/api/v1/buyers/{buyer}/history", params=params, headers=keys.reviewer)
+
+
+def test_history_by_raw_id_or_pseudonym_counts_every_claim_and_pages_the_list(
+        client, keys, run_jobs):
+    first = add_merchant(client, keys, jpeg(REFERENCE, 92), name="A 店")
+    second = add_merchant(client, keys, jpeg(textured_rgb(800, 600, seed=5), 92),
+                          name="B 店", sku="TEA-1")
+    photo = genuine(50)
+    filed = []
+    for merchant_id, sku, photos in ((first, "OJ-1L", [photo]), (second, "TEA-1", [photo]),
+                                     (first, "OJ-1L", [genuine(51)])):
+        filed.append(file_claim(client, keys, add_order(client, keys, merchant_id, sku=sku),
+                                photos))
+        run_jobs()
+    other = file_claim(client, keys, add_order(client, keys, first, buyer="buyer-7"),
+                       [genuine(52)])
+    run_jobs()
+    pseudonym = detail(client, keys, filed[0])["buyer"]
+    statuses = [detail(client, keys, c)["status"] for c in filed]
+
+    by_raw = history(client, keys, "buyer-42", limit=1)
+    assert by_raw.status_code == 200, by_raw.text
+    assert "buyer-42" not in by_raw.text
+    body = by_raw.json()
+    assert body["buyer"] == pseudonym
+    assert (body["total"], body["limit"], body["offset"]) == (3, 1, 0)
+    assert [c["id"] for c in body["claims"]] == [filed[2]]  # newest first, one listed
+    # outcomes, merchants and reused photos count all three claims, not the one listed
+    expected: dict[str, int] = {}
+    for status in statuses:
+        expected[status] = expected.get(status, 0) + 1
+    assert body["outcomes"] == expected and body["merchants"] == 2
+    assert [r["claim_id"] for r in body["reused_photos"]] == [filed[1]]
+
+    # the pseudonym, or the raw id with the spaces intake trims, is the same buyer
+    assert history(client, keys, pseudonym, limit=1).json() == body
+    assert history(client, keys, " buyer-42 ", limit=1).json() == body
+    page = history(client, keys, "buyer-42", limit=2, offset=1).json()
+    assert [c["id"] for c in page["claims"]] == [filed[1], filed[0]]
+    assert page["outcomes"] == expected
+    assert [c["id"] for c in history(client, keys, "buyer-7").json()["claims"]] == [other]
+    # a buyer with no claims, by raw id, is answered by pseudonym only
+    nobody = history(client, keys, "buyer-999").json()
+    assert nobody["total"] == 0 and nobody["buyer"].startswith("b_")
+    assert "buyer-999" not in json.dumps(nobody)
+
+
+def test_history_refuses_a_bad_page_or_buyer_naming_what_is_accepted(client, keys):
+    for params, field, accepted in (({"limit": 0}, "limit", "1–500"),
+                                    ({"limit": 501}, "limit", "1–500"),
+                                    ({"offset": -1}, "offset", "≥ 0")):
+        response = history(client, keys, "buyer-42", **params)
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["field"] == field and accepted in error["message"]
+    long_id = "x" * 201
+    response = history(client, keys, long_id)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "buyer" and "the limit is 200" in error["message"]
+    assert long_id not in response.text

@@ -31,9 +31,9 @@ from .service import Service
 from .webhooks import emit
 
 __all__ = [
-    "CLAIM_TYPES", "Upload", "add_reference", "add_shipping_evidence", "check_uploads",
-    "create_claim", "create_merchant", "create_order", "create_product", "new_id",
-    "parse_amount", "parse_time",
+    "CLAIM_TYPES", "Upload", "add_reference", "add_shipping_evidence", "buyer_pseudonym",
+    "check_uploads", "create_claim", "create_merchant", "create_order", "create_product",
+    "new_id", "parse_amount", "parse_time",
 ]
 
 CLAIM_TYPES = ("refund_only", "return_refund")
@@ -262,12 +262,18 @@ def _pii(value: Any) -> dict[str, str] | None:
             for k, v in value.items()}
 
 
+def buyer_pseudonym(svc: Service, buyer_id: Any, *, field: str = "buyer_id") -> str:
+    """The pseudonym intake stores for the platform's buyer id ``buyer_id`` (trimmed, at
+    most 200 characters); the raw id itself is never stored."""
+    return svc.pseudonymize(_text(buyer_id, field=field, max_len=200))
+
+
 def create_order(svc: Service, *, merchant_id: Any, buyer_id: Any, amount: Any,
                  items: Any = None, shipped_at: Any = None, delivered_at: Any = None,
                  currency: Any = "CNY", buyer: Any = None, actor: str,
                  merchant_scope: str | None = None) -> Order:
     merchant_id = _text(merchant_id, field="merchant_id", max_len=40)
-    buyer_id = _text(buyer_id, field="buyer_id", max_len=200)
+    pseudonym = buyer_pseudonym(svc, buyer_id)
     cents = parse_amount(amount)
     order_items = _items(items)
     shipped = parse_time(shipped_at, field="shipped_at")
@@ -282,7 +288,6 @@ def create_order(svc: Service, *, merchant_id: Any, buyer_id: Any, amount: Any,
     pii = _pii(buyer)
     if merchant_scope and merchant_id != merchant_scope:
         raise NotFound(f"merchant {merchant_id!r}: no such merchant", field="merchant_id")
-    pseudonym = svc.pseudonymize(buyer_id)
     with svc.db.write() as session:
         if session.get(Merchant, merchant_id) is None:
             raise NotFound(f"merchant {merchant_id!r}: no such merchant", field="merchant_id")

@@ -17,7 +17,7 @@ from ..store.tables import (WAITING_STATUSES, Appeal, AuditEvent, AuditHead, Cla
                             Decision, EvidenceRequest, Merchant, MerchantResponse, Order,
                             PhotoCode, Product, QUEUE_INDEX, QUEUE_MERCHANT_INDEX,
                             ReferencePhoto, is_waiting, queue_order, utcnow)
-from .intake import format_amount
+from .intake import buyer_pseudonym, format_amount
 from .service import Service
 
 __all__ = ["QUEUE_STATUSES", "buyer_history_view", "claim_detail", "claim_summary",
@@ -241,25 +241,55 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
             "counts": counts, "claims": [claim_summary(c) for c in rows]}
 
 
-def buyer_history_view(svc: Service, buyer: str, *, limit: int = 100) -> dict[str, Any]:
-    """A buyer's claims across merchants, their outcomes and reused photos."""
+def _stored_buyer(svc: Service, buyer: str) -> str:
+    """``buyer`` as claims store it: a value of exactly a pseudonym's form is taken as one;
+    anything else is the platform's raw id, pseudonymised as intake does."""
+    if svc.pseudonymize.is_pseudonym(buyer):
+        return buyer
+    return buyer_pseudonym(svc, buyer, field="buyer")
+
+
+def buyer_history_view(svc: Service, buyer: str, *, limit: int = 100, offset: int = 0
+                       ) -> dict[str, Any]:
+    """A buyer's claims across merchants, newest first, their outcomes and reused photos.
+
+    ``buyer`` is a pseudonym (``b_`` + 32 hex digits) or the platform's raw buyer id, which
+    is pseudonymised first and never stored nor returned. ``total``, ``outcomes``,
+    ``merchants`` and ``reused_photos`` count every claim of the buyer; only ``claims`` is
+    limited: ``limit`` claims from ``offset``.
+
+    Raises:
+        InvalidInput: ``limit`` outside 1–500, a negative ``offset``, or a raw id that is
+            blank or longer than intake accepts.
+    """
+    if not 1 <= limit <= 500:
+        raise InvalidInput(f"limit: got {limit}, expected 1–500", field="limit")
+    if offset < 0:
+        raise InvalidInput(f"offset: got {offset}, expected ≥ 0", field="offset")
+    pseudonym = _stored_buyer(svc, buyer)
+    theirs = Claim.buyer == pseudonym
     with svc.db.read() as session:
-        claims = session.execute(select(Claim).where(Claim.buyer == buyer)
-                                 .order_by(Claim.created_at.desc()).limit(limit)).scalars().all()
-        ids = [c.id for c in claims]
-        photos = session.execute(select(ClaimPhoto).where(ClaimPhoto.claim_id.in_(ids))
-                                 ).scalars().all() if ids else []
+        total, merchants = session.execute(select(
+            func.count(), func.count(Claim.merchant_id.distinct())).where(theirs)).one()
+        outcomes = dict(session.execute(select(Claim.status, func.count()).where(theirs)
+                                        .group_by(Claim.status)).all())
+        claims = session.execute(select(Claim).where(theirs).order_by(
+            Claim.created_at.desc(), Claim.id.desc()).limit(limit).offset(offset)
+        ).scalars().all()
+        # only the photos flagged REUSED_PHOTO (photo_codes) are read, of every claim
+        flagged = session.execute(select(ClaimPhoto).join(
+            PhotoCode, PhotoCode.photo_id == ClaimPhoto.id).join(
+            Claim, Claim.id == ClaimPhoto.claim_id).where(
+            theirs, PhotoCode.code == "REUSED_PHOTO").order_by(
+            Claim.created_at.desc(), Claim.id.desc(), ClaimPhoto.position)).scalars().all()
     reused = []
-    for p in photos:
+    for p in flagged:
         for f in (p.analysis or {}).get("findings", []):
             if f.get("code") == "REUSED_PHOTO":
                 details = f.get("details") or {}
                 reused.append({"claim_id": p.claim_id, "photo_id": p.id,
                                "other": details.get("other"),
                                "other_meta": details.get("other_meta")})
-    outcomes: dict[str, int] = {}
-    for c in claims:
-        outcomes[c.status] = outcomes.get(c.status, 0) + 1
-    return {"buyer": buyer, "claims": [claim_summary(c) for c in claims],
-            "outcomes": outcomes, "merchants": len({c.merchant_id for c in claims}),
-            "reused_photos": reused}
+    return {"buyer": pseudonym, "total": total, "limit": limit, "offset": offset,
+            "claims": [claim_summary(c) for c in claims], "outcomes": outcomes,
+            "merchants": merchants, "reused_photos": reused}

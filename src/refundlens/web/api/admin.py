@@ -47,11 +47,21 @@ def get_blob(sha256: str, svc: Service = Depends(service),
 
 
 @router.get("/buyers/{buyer}/history")
-def buyer_history(buyer: str, svc: Service = Depends(service),
+def buyer_history(buyer: str, limit: int = 100, offset: int = 0,
+                  svc: Service = Depends(service),
                   who: Caller = Depends(caller)) -> dict[str, Any]:
-    """A buyer's claims across merchants (by pseudonym), outcomes and reused photos."""
+    """A buyer's claims across merchants, newest first, their outcomes and reused photos.
+
+    `buyer` is the buyer's pseudonym (`b_` and 32 lowercase hex digits, the `buyer` of a
+    claim or order) or the platform's raw buyer id (e.g. `buyer-42`): a value of exactly
+    the pseudonym's form is used as it is, anything else is pseudonymised first, as intake
+    does. The raw id is not stored, and the response names the buyer only by pseudonym.
+
+    `total`, `outcomes` (claims per status), `merchants` and `reused_photos` count every
+    claim of the buyer. Only `claims` is limited: `limit` claims (1–500) from `offset`.
+    """
     who.require("admin", "reviewer")
-    return views.buyer_history_view(svc, buyer)
+    return views.buyer_history_view(svc, buyer, limit=limit, offset=offset)
 
 
 @router.post("/keys", status_code=201)

@@ -12,6 +12,7 @@ no appeals: they come from the buyer through the platform, or from the merchant
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
 
@@ -184,16 +185,23 @@ def _neighbours(ctx: Ctx, claim_id: str, index: int | None, query: str
     return prev, nxt
 
 
+def _filed(claim: dict[str, Any]) -> tuple[datetime, str]:
+    return datetime.fromisoformat(claim["created_at"]), claim["id"]
+
+
 def review_page(ctx: Ctx, claim_id: str, *, index: int | None = None, query: str = "",
                 done: str = "", error: str = "", status: int = 200,
                 form: dict[str, str] | None = None) -> Response:
     detail = views.claim_detail(ctx.svc, claim_id)
     history = views.buyer_history_view(ctx.svc, detail["buyer"], limit=50)
+    # the claims routing did not count: filed after this one (the same order as
+    # workflow.buyer_history: time, then id)
+    later = {h["id"] for h in history["claims"] if _filed(h) > _filed(detail)}
     prev, nxt = _neighbours(ctx, claim_id, index, query)
     claim_status = detail["status"]
     return render(
         ctx, "claim_review.html", status=status, claim=detail,
-        view=claim_view(detail, ctx.lang), history=history,
+        view=claim_view(detail, ctx.lang), history=history, later=later,
         shipping=shipping_evidence(ctx.svc, detail["order_id"]),
         review_sla=ctx.sla(detail["deadlines"]["review_due_at"]),
         merchant_sla=ctx.sla(detail["deadlines"]["merchant_response_due_at"], near_hours=4),
