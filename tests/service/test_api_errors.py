@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -119,6 +120,71 @@ def test_a_claim_body_that_is_not_a_form_is_415(client, keys, kwargs):
     error = _error(client.post("/api/v1/claims", headers=headers, **kwargs), 415,
                    "unsupported_media_type", "content-type")
     assert "multipart/form-data" in error["message"]
+
+
+def _multipart(order_id: str, **changes: Any) -> tuple[bytes, dict[str, str]]:
+    """A claim form as the bytes a client sends, and its content-type header."""
+    request = httpx.Request("POST", "http://test/", data=_claim_fields(order_id, **changes),
+                            files=[("photos", ("p.jpg", PHOTO, "image/jpeg"))])
+    return request.read(), {"Content-Type": request.headers["content-type"]}
+
+
+@pytest.mark.parametrize("name,values", [("type", ["refund_only", "return_refund"]),
+                                         ("amount", ["50.00", "50.00", "1.00"])])
+def test_a_text_field_given_twice_is_refused_naming_it(client, keys, order, name, values):
+    """Not the last one silently winning (a form's `type` could flip a claim's kind)."""
+    response = client.post("/api/v1/claims",
+                           data={**_claim_fields(order["order_id"]), name: values},
+                           files=[("photos", ("p.jpg", PHOTO, "image/jpeg"))],
+                           headers=keys.intake)
+    error = _error(response, 422, "invalid_input", name)
+    assert error["message"] == f"{name}: given {len(values)} times; send it once"
+    assert _total_claims(client, keys) == 0
+
+
+@pytest.mark.parametrize("photo", [None, ("p.jpg", PHOTO, "image/jpeg")],
+                         ids=["text-only", "with-a-photo"])
+def test_text_in_the_photos_field_says_it_expects_a_file(client, keys, order, photo):
+    files = [("photos", (None, "hello"))] + ([("photos", photo)] if photo else [])
+    response = client.post("/api/v1/claims", data=_claim_fields(order["order_id"]),
+                           files=files, headers=keys.intake)
+    error = _error(response, 422, "invalid_input", "photos")
+    assert "expected a file" in error["message"] and "unknown" not in error["message"]
+    assert _total_claims(client, keys) == 0
+
+
+@pytest.mark.parametrize("where", ["in-the-photo", "in-the-fields", "in-the-closing-boundary"])
+def test_a_truncated_multipart_body_is_400_and_stores_nothing(client, keys, order, where):
+    """python-multipart does not say a body ended early: without the check, a body cut
+    inside a photo was a claim without that photo, and one cut before `order_id` was
+    reported as "order_id: missing"."""
+    body, headers = _multipart(order["order_id"])
+    cut = {"in-the-photo": body.index(PHOTO) + len(PHOTO) // 2,
+           "in-the-fields": body.index(b'name="type"') + 5,
+           "in-the-closing-boundary": len(body) - 5}[where]
+    response = client.post("/api/v1/claims", content=body[:cut],
+                           headers={**keys.intake, **headers})
+    error = _error(response, 400, "bad_request", None)
+    assert "truncated" in error["message"] and f"{cut} bytes" in error["message"], error
+    assert _total_claims(client, keys) == 0
+
+
+def test_a_body_sent_in_chunks_is_whole_when_the_closing_boundary_spans_two(client, keys,
+                                                                            order):
+    body, headers = _multipart(order["order_id"])
+    split = len(body) - 8  # inside the closing "--boundary--"
+    response = client.post("/api/v1/claims", content=iter([body[:split], body[split:]]),
+                           headers={**keys.intake, **headers})
+    assert response.status_code == 202, response.text
+
+
+def test_a_malformed_multipart_body_is_400(client, keys, order):
+    response = client.post("/api/v1/claims", content=b"order_id=x&type=refund_only",
+                           headers={**keys.intake,
+                                    "Content-Type": "multipart/form-data; boundary=b0und"})
+    error = _error(response, 400, "bad_request", None)
+    assert "malformed multipart/form-data" in error["message"], error
+    assert _total_claims(client, keys) == 0
 
 
 # --- JSON bodies -------------------------------------------------------------------------
