@@ -208,6 +208,10 @@ def _order_body(merchant_id: str, **changes: Any) -> dict[str, Any]:
     ({"items": [5]}, "items[0]", "got 5"),
     ({"items": [{"sku": "A", "quantity": 0}]}, "items[0].quantity", "≥ 1"),
     ({"items": [{"sku": "A", "price": "x"}]}, "items[0].price", "'x'"),
+    ({"items": [""]}, "items[0].sku", "missing"),
+    ({"items": [{"sku": "  "}]}, "items[0].sku", "missing"),
+    ({"items": ["A-1", {"sku": "S" * 150}]}, "items[1].sku", "150 characters, the limit is 100"),
+    ({"items": ["A-1", "has space"]}, "items[1].sku", "no spaces"),
     ({"buyer": "Zhang San"}, "buyer", "got 'Zhang San'"),
     ({"shipped_at": "yesterday"}, "shipped_at", "ISO 8601"),
     ({"shipped_at": "2026-11-05T00:00:00Z", "delivered_at": "2026-11-01T00:00:00Z"},
@@ -219,6 +223,22 @@ def test_bad_order_bodies_name_the_field(client, keys, order, changes, field, wo
                            headers=keys.intake)
     error = _error(response, 422, "invalid_input", field)
     assert words in error["message"], error
+
+
+def test_order_item_skus_are_kept_whole_and_need_no_product(client, keys, order, svc):
+    """A 100-character SKU is stored as sent (longer ones are refused above, not cut to
+    100); a SKU that is no product of the merchant is accepted: orders may list items
+    without listing photos."""
+    from refundlens.store.tables import Order
+
+    long_sku = "S" * 100
+    response = client.post("/api/v1/orders", json=_order_body(
+        order["merchant_id"], items=[long_sku, {"sku": "NOT-A-PRODUCT", "quantity": 2}]),
+        headers=keys.intake)
+    assert response.status_code == 201, response.text
+    with svc.db.read() as session:
+        items = session.get(Order, response.json()["id"]).items
+    assert [i["sku"] for i in items] == [long_sku, "NOT-A-PRODUCT"]
 
 
 def test_a_missing_json_field_is_named(client, keys, order):

@@ -170,12 +170,18 @@ def create_merchant(svc: Service, *, name: Any, actor: str) -> Merchant:
     return merchant
 
 
+def _sku(value: Any, *, field: str) -> str:
+    """A product's SKU, as a product and an order item name it: 1–100 characters."""
+    sku = _text(value, field=field, max_len=100)
+    if not _SKU.match(sku):
+        raise InvalidInput(f"{field}: got {sku!r}, expected letters, digits and . - _ / : # "
+                           f"(no spaces)", field=field)
+    return sku
+
+
 def create_product(svc: Service, merchant_id: str, *, sku: Any, name: Any,
                    actor: str) -> Product:
-    sku = _text(sku, field="sku", max_len=100)
-    if not _SKU.match(sku):
-        raise InvalidInput(f"sku: got {sku!r}, expected letters, digits and . - _ / : # "
-                           f"(no spaces)", field="sku")
+    sku = _sku(sku, field="sku")
     name = _text(name, field="name", max_len=300)
     with svc.db.write() as session:
         if session.get(Merchant, merchant_id) is None:
@@ -238,7 +244,7 @@ def _items(value: Any) -> list[dict[str, Any]]:
         if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
             raise InvalidInput(f"items[{i}].quantity: got {quantity!r}, expected a whole "
                                f"number ≥ 1", field=f"items[{i}].quantity")
-        clean = {"sku": item["sku"][:100], "quantity": quantity}
+        clean = {"sku": _sku(item["sku"], field=f"items[{i}].sku"), "quantity": quantity}
         if item.get("name") is not None:
             clean["name"] = _text(item["name"], field=f"items[{i}].name", max_len=300)
         if item.get("price") is not None:
