@@ -341,10 +341,36 @@ def test_unknown_claim_is_404(client, keys):
     ("limit=abc", "limit"), ("limit=0", "limit"), ("limit=100000", "limit"),
     ("offset=-1", "offset"), ("sort=bogus", "sort"), ("risk_level=extreme", "risk_level"),
     ("min_age_hours=soon", "min_age_hours"),
+    ("status=bogus", "status"), ("status=in_review,bogus", "status"),
+    ("status=IN_REVIEW", "status"),
 ])
 def test_bad_query_parameters_name_the_parameter(client, keys, query, field):
     _error(client.get(f"/api/v1/claims?{query}", headers=keys.reviewer), 422, "invalid_input",
            field)
+
+
+def test_a_status_filter_accepts_every_claim_state_and_names_them_when_refused(client, keys):
+    from refundlens.store.tables import CLAIM_STATUSES
+
+    everything = client.get(f"/api/v1/claims?status={','.join(CLAIM_STATUSES)}",
+                            headers=keys.reviewer)
+    assert everything.status_code == 200, everything.text
+    error = _error(client.get("/api/v1/claims?status=in_review,bogus", headers=keys.reviewer),
+                   422, "invalid_input", "status")
+    assert "'bogus'" in error["message"]
+    assert all(status in error["message"] for status in CLAIM_STATUSES), error
+
+
+def test_the_claim_states_are_the_ones_the_console_and_reports_name():
+    """One list of claim states (store.tables.CLAIM_STATUSES); the words for them in the
+    console and the PDF report must cover them all."""
+    from refundlens.reports.pdf import _TERMS
+    from refundlens.store.tables import CLAIM_STATUSES
+    from refundlens.web.console.i18n import TEXT
+
+    assert set(_TERMS["status"]) >= set(CLAIM_STATUSES)  # and an appeal's "decided"
+    assert {k.removeprefix("status_") for k in TEXT if k.startswith("status_")} \
+        == set(CLAIM_STATUSES)
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(client, keys):

@@ -13,10 +13,11 @@ from sqlalchemy import and_, func, select
 
 from ..errors import InvalidInput, NotFound
 from ..reasons import REASONS
-from ..store.tables import (WAITING_STATUSES, Appeal, AuditEvent, AuditHead, Claim, ClaimPhoto,
-                            Decision, EvidenceRequest, Merchant, MerchantResponse, Order,
-                            PhotoCode, Product, QUEUE_INDEX, QUEUE_MERCHANT_INDEX,
-                            ReferencePhoto, is_waiting, queue_order, utcnow)
+from ..store.tables import (CLAIM_STATUSES, WAITING_STATUSES, Appeal, AuditEvent, AuditHead,
+                            Claim, ClaimPhoto, Decision, EvidenceRequest, Merchant,
+                            MerchantResponse, Order, PhotoCode, Product, QUEUE_INDEX,
+                            QUEUE_MERCHANT_INDEX, ReferencePhoto, is_waiting, queue_order,
+                            utcnow)
 from .intake import buyer_pseudonym, format_amount
 from .service import Service
 
@@ -192,6 +193,10 @@ def list_claims(svc: Service, *, statuses: tuple[str, ...] | None = None,
         raise InvalidInput(f"limit: got {limit}, expected 1–500", field="limit")
     if offset < 0:
         raise InvalidInput(f"offset: got {offset}, expected ≥ 0", field="offset")
+    for status in statuses or ():
+        if status not in CLAIM_STATUSES:
+            raise InvalidInput(f"status: got {status!r}, expected one or more of "
+                               f"{', '.join(CLAIM_STATUSES)} (comma-separated)", field="status")
     conditions = []
     queue = bool(statuses) and set(statuses) <= set(QUEUE_STATUSES)
     if queue:

@@ -18,7 +18,8 @@ from sqlalchemy import (JSON, BigInteger, Boolean, ColumnElement, DateTime, Fore
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "Claim", "ClaimPhoto", "ConsoleSession",
+    "ApiKey", "Appeal", "AuditEvent", "AuditHead", "Base", "CLAIM_STATUSES", "Claim", "ClaimPhoto",
+    "ConsoleSession",
     "Decision",
     "EvidenceRequest", "IdempotencyRecord", "Job", "LoginAttempt", "Merchant", "MerchantResponse",
     "Order", "PhotoCode", "Product", "QUEUE_INDEX", "QUEUE_MERCHANT_INDEX", "ReferencePhoto",
@@ -165,6 +166,9 @@ class Claim(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+#: Every status a claim can be in, in the order of its life (DESIGN.md, "Claim states").
+CLAIM_STATUSES = ("submitted", "analyzing", "auto_approved", "evidence_requested", "in_review",
+                  "approved", "rejected", "appealed")
 #: Claims waiting for a person: the review queue.
 WAITING_STATUSES = ("in_review", "appealed")
 #: The queue's indexes (below): all of it, and by merchant.
