@@ -196,8 +196,8 @@ SETTINGS: list[tuple[str, str, Callable[[str, str], Any], str]] = [
     ("max_photos_per_claim", "REFUNDLENS_MAX_PHOTOS_PER_CLAIM", _positive_int,
      "Most photos one claim or evidence submission may carry (default 9)."),
     ("intake_rate", "REFUNDLENS_INTAKE_RATE", _non_negative_int,
-     "Claims per second one API key may create, with a burst of twice that "
-     "(default 200; 0 turns the limit off)."),
+     "Claims per second one API key may create, with a burst of twice that; evidence "
+     "submissions and appeals count as claims (default 200; 0 turns the limit off)."),
     ("analysis_workers", "REFUNDLENS_ANALYSIS_WORKERS", _non_negative_int,
      "Analysis processes `refundlens serve` runs (default 1; 0: none, run "
      "`refundlens worker` instead)."),

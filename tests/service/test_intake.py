@@ -460,6 +460,46 @@ def test_the_intake_rate_limit_answers_429_with_retry_after(client, keys, svc, s
     assert _claim(client, keys.intake, shop["order_id"], [GOOD]).status_code == 202
 
 
+@pytest.mark.parametrize("overrides", [{"intake_rate": 1}])
+def test_evidence_and_appeals_count_against_the_intake_rate_limit(client, keys, svc, shop):
+    """An intake key uploads photos with evidence too, and files appeals: both take from
+    the key's bucket, as claims do, and a refused one changes nothing."""
+    # two claims drain the intake key's burst (2 × rate)
+    filed = [_claim(client, keys.intake, shop["order_id"], [GOOD]) for _ in range(2)]
+    assert [r.status_code for r in filed] == [202, 202], filed[-1].text
+    waiting, decided = (r.json()["id"] for r in filed)
+    with svc.db.write() as session:  # one in review, one decided, without the analysis
+        session.get(Claim, waiting).status = "in_review"
+        session.get(Claim, decided).status = "rejected"
+    asked = client.post(f"/api/v1/claims/{waiting}/evidence-requests", json={},
+                        headers=keys.reviewer)
+    assert asked.status_code == 201, asked.text
+
+    def evidence(headers: dict[str, str]) -> Any:
+        return client.post(f"/api/v1/claims/{waiting}/evidence", headers=headers,
+                           files=[("photos", ("e.jpg", GOOD_2, "image/jpeg"))])
+
+    def appeal(headers: dict[str, str]) -> Any:
+        return client.post(f"/api/v1/claims/{decided}/appeals", headers=headers,
+                           json={"reason": "the buyer sent the broken bottle back"})
+
+    before = _state(svc)
+    for refused in (evidence(keys.intake), appeal(keys.intake)):
+        error = _error(refused, 429, "rate_limited", None)
+        assert "evidence submissions and appeals" in error["message"], error
+        assert int(refused.headers["retry-after"]) >= 1
+    assert _state(svc) == before
+    with svc.db.read() as session:
+        assert session.get(Claim, waiting).status == "evidence_requested"
+        assert session.get(Claim, decided).status == "rejected"
+    # the limit is per key: another intake key is not held back
+    _, token = create_key(svc, role="intake")
+    accepted = evidence({"Authorization": f"Bearer {token}"})
+    assert accepted.status_code == 202, accepted.text
+    time.sleep(1.1)  # the bucket refills
+    assert appeal(keys.intake).status_code == 201
+
+
 def test_api_processes_share_out_the_rate_limit():
     """With N API processes each holds 1/N of a key's bucket: together they allow the
     configured rate, not N times it."""

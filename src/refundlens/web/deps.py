@@ -41,7 +41,8 @@ def caller(request: Request) -> Caller:
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` per second, bursts of ``2 × rate``.
+    """A token bucket per key: ``rate`` per second, bursts of ``2 × rate``. A claim, an
+    evidence submission and an appeal each take a token from the caller's key.
 
     With ``processes`` API processes sharing the port, each holds ``1/processes`` of the
     bucket (the kernel spreads connections evenly enough for a limit meant to stop floods).
@@ -64,5 +65,6 @@ class RateLimiter:
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 raise RateLimited(f"intake rate limit: at most {self.rate} claims a second "
-                                  f"per key (bursts of {2 * self.rate}); retry shortly")
+                                  f"per key, evidence submissions and appeals counted as "
+                                  f"claims (bursts of {2 * self.rate}); retry shortly")
             self._buckets[key] = (tokens - 1.0, now)

@@ -133,6 +133,7 @@ async def submit_evidence(claim_id: str, request: Request,
                           who: Caller = Depends(caller)) -> dict[str, Any]:
     """The buyer's new photos for the open evidence request (with the code on paper)."""
     who.require("admin", "intake")
+    request.app.state.rate_limiter.check(who.key_id)
     svc: Service = request.app.state.service
     _, files = await read_form(request, max_files=svc.settings.max_photos_per_claim,
                                field="photos")
@@ -183,11 +184,12 @@ def decide(claim_id: str, body: DecisionCreate, svc: Service = Depends(service),
 
 
 @router.post("/claims/{claim_id}/appeals", status_code=201)
-def appeal(claim_id: str, body: AppealCreate, svc: Service = Depends(service),
-           who: Caller = Depends(caller)) -> dict[str, Any]:
+def appeal(claim_id: str, body: AppealCreate, request: Request,
+           svc: Service = Depends(service), who: Caller = Depends(caller)) -> dict[str, Any]:
     """Reopen a decided claim (filed for the buyer by the platform, or by a merchant); the
     merchant gets a fresh response window."""
     who.require("admin", "intake", "merchant")
+    request.app.state.rate_limiter.check(who.key_id)
     _visible(svc, who, claim_id)
     row = workflow.appeal(svc, claim_id, reason=body.reason, actor=who.actor)
     return {"id": row.id, "status": "appealed"}
