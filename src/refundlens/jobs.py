@@ -11,7 +11,9 @@ one transaction with :meth:`JobContext.complete`, which also checks the lease is
 theirs, so a late duplicate cannot overwrite a newer result.
 
 The in-process :class:`Worker` runs handler threads inside ``refundlens serve``; the same
-class runs in a separate ``refundlens worker`` process.
+class runs in a separate ``refundlens worker`` process. A write transaction that queues jobs
+wakes the in-process workers that run those kinds once it commits (:class:`CommitWaker`);
+workers elsewhere find them at their next poll (every half second).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .store.db import Database
 from .store.tables import Job, utcnow
 
-__all__ = ["JobContext", "LeaseLost", "Worker", "enqueue", "lease_job", "retry_delay"]
+__all__ = ["CommitWaker", "JobContext", "LeaseLost", "Worker", "enqueue", "lease_job",
+           "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,30 @@ def enqueue(session: Session, kind: str, *, claim_id: str | None = None,
     result = session.connection().execute(_INSERT_JOB, {
         "kind": kind, "claim_id": claim_id, "payload": dict(payload or {}),
         "run_after": run_after or utcnow(), "max_attempts": max_attempts})
+    session.info.setdefault(_ENQUEUED, set()).add(kind)
     return int(result.inserted_primary_key[0])
+
+
+#: ``session.info`` key: the kinds of the jobs a write transaction queued
+_ENQUEUED = "refundlens.enqueued"
+
+
+class CommitWaker:
+    """Calls ``wake(kinds)`` after each write transaction of ``db`` that queued jobs, with
+    their kinds, so in-process workers look at once (and only those that run such jobs);
+    :meth:`close` stops it. Nothing has to remember to wake anyone."""
+
+    def __init__(self, db: Database, wake: Callable[[set[str]], None]) -> None:
+        self._db, self._wake = db, wake
+        db.after_commit(self._committed)
+
+    def _committed(self, session: Session) -> None:
+        kinds = session.info.pop(_ENQUEUED, None)
+        if kinds:
+            self._wake(kinds)
+
+    def close(self) -> None:
+        self._db.remove_after_commit(self._committed)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -105,18 +132,61 @@ class JobContext:
                 raise LeaseLost(f"job {self.id}: lease lost to another worker")
 
 
+_JOBS = Job.__table__
+
+
 def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
               lease_s: float = DEFAULT_LEASE_S) -> JobContext | None:
-    """Lease the oldest ready job: queued and due, or running with an expired lease."""
+    """Lease a ready job of ``kinds`` (any kind when None): one whose lease expired (its
+    worker died) first, else the queued job due longest ago.
+
+    The candidates are looked for in a read transaction, by index, so an idle worker's
+    poll neither takes SQLite's write lock nor reads jobs of kinds it does not run (the
+    light worker polls twice a second beside a backlog of analysis jobs that intake can
+    grow by thousands a minute). Each candidate is then leased in a write transaction
+    that checks it is still ready; one another worker took meanwhile is passed over.
+    """
+    for _ in range(3):  # candidates all taken by other workers: look again
+        now = utcnow()
+        with db.read_rows() as conn:
+            candidates = _candidates(conn, kinds, now)
+        if not candidates:
+            return None
+        for job_id in candidates:
+            ctx = _take(db, job_id, owner, lease_s)
+            if ctx is not None:
+                return ctx
+    return None
+
+
+def _candidates(conn: Connection, kinds: tuple[str, ...] | None, now: datetime) -> list[int]:
+    """Ready job ids, best first: expired leases, then each kind's oldest due job (one
+    ``ix_jobs_kind_ready`` lookup per kind)."""
+    expired = select(_JOBS.c.id).where(_JOBS.c.status == "running",
+                                       _JOBS.c.lease_expires_at < now)
+    if kinds:
+        expired = expired.where(_JOBS.c.kind.in_(kinds))
+    ids = list(conn.execute(expired.order_by(_JOBS.c.id).limit(8)).scalars())
+    due = []
+    for kind in kinds or (None,):
+        query = select(_JOBS.c.id, _JOBS.c.run_after).where(_JOBS.c.status == "queued",
+                                                            _JOBS.c.run_after <= now)
+        if kind is not None:
+            query = query.where(_JOBS.c.kind == kind)
+        row = conn.execute(query.order_by(_JOBS.c.run_after, _JOBS.c.id).limit(1)).first()
+        if row is not None:
+            due.append(row)
+    return ids + [row.id for row in sorted(due, key=lambda r: (r.run_after, r.id))]
+
+
+def _take(db: Database, job_id: int, owner: str, lease_s: float) -> JobContext | None:
+    """Lease job ``job_id`` if it is still ready."""
     now = utcnow()
     with db.write() as session:
         ready = or_(Job.status == "queued",
                     (Job.status == "running") & (Job.lease_expires_at < now))
-        query = (select(Job).where(ready, Job.run_after <= now).order_by(Job.id).limit(1)
-                 .with_for_update(skip_locked=True))
-        if kinds:
-            query = query.where(Job.kind.in_(kinds))
-        job = session.execute(query).scalar_one_or_none()
+        job = session.execute(select(Job).where(Job.id == job_id, ready, Job.run_after <= now)
+                              .with_for_update(skip_locked=True)).scalar_one_or_none()
         if job is None:
             return None
         if job.status == "running":
@@ -196,6 +266,11 @@ class Worker:
                                      daemon=True)
         heartbeat.start()
         self._threads.append(heartbeat)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The job kinds this worker runs."""
+        return frozenset(self.handlers)
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""

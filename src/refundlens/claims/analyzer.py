@@ -358,7 +358,6 @@ def handle_analyze_claim(svc: Service, engine: Any, ctx: JobContext) -> None:
         route_after_analysis(svc, session, claim, role=ctx.payload.get("role", "claim"),
                              states=() if redo else ("analyzing",))
         ctx.complete(session)
-    svc.wake_workers()
 
 
 def default_engine(svc: Service, *, inline: bool = False) -> Any:

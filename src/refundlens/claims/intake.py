@@ -425,7 +425,6 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
             if existing is not None:
                 return existing, False
         raise
-    svc.wake_workers()
     return claim, True
 
 

@@ -291,4 +291,3 @@ def handle_extract_keyframes(svc: Service, ctx: JobContext) -> None:
                 enqueue(session, "analyze_claim", claim_id=claim_id,
                         payload={"role": "claim", "reanalyze": photo_ids})
         ctx.complete(session)
-    svc.wake_workers()

@@ -137,8 +137,6 @@ def handle_backfill_reuse_index(svc: Service, ctx: JobContext) -> None:
     if report.resume_after is None:
         log.info("reuse index backfill finished (last batch after %r: %s)", after,
                  report.to_dict())
-    else:
-        svc.wake_workers()
 
 
 def import_file_index(svc: Service, path: str | Path) -> tuple[int, int]:

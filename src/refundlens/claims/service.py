@@ -8,8 +8,8 @@ is built at import time. The web app, the worker and the CLI each open one.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import Settings, make_data_dir
 from ..security import PiiCipher, Pseudonymizer, load_or_create_key
@@ -39,8 +39,6 @@ class Service:
     #: every analysed photo, in the database (``reuse_photos``); picklable: an analysis
     #: process unpickles it as its own connection to the same table
     reuse_index: "ReuseIndex"
-    #: called after a commit that queued jobs, so in-process workers look at once
-    wake_workers: Callable[[], None] = field(default=lambda: None)
 
     def close(self) -> None:
         self.reuse_index.close()

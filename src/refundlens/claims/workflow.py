@@ -289,7 +289,6 @@ def submit_evidence(svc: Service, claim_id: str, photos: Sequence[Upload], *,
         enqueue(session, "analyze_claim", claim_id=claim_id, payload={"role": "evidence"})
         emit(svc, session, "claim.evidence_submitted", claim,
              {"evidence_request_id": request.id, "photos": len(checked)})
-    svc.wake_workers()
     return request
 
 
@@ -481,6 +480,4 @@ def add_merchant_response(svc: Service, claim_id: str, *, merchant_id: str, text
         if videos:  # their keyframes become references (claims/keyframes.py)
             enqueue(session, "extract_keyframes", claim_id=claim_id,
                     payload={"response_id": response.id})
-    if videos:
-        svc.wake_workers()
     return response

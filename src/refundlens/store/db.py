@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
@@ -122,6 +122,14 @@ class Database:
         on every request's path (the API key, the claim's order)."""
         with self.read_engine.connect() as conn, conn.begin():
             yield conn
+
+    def after_commit(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` in the committing thread after each :meth:`write`
+        transaction commits."""
+        event.listen(self._write, "after_commit", callback)
+
+    def remove_after_commit(self, callback: Callable[[Session], None]) -> None:
+        event.remove(self._write, "after_commit", callback)
 
     def dispose(self) -> None:
         self.engine.dispose()

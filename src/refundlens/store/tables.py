@@ -351,7 +351,11 @@ class Job(Base):
     """A durable unit of work: queued → running (leased) → done | failed."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_ready", "status", "run_after"),)
+    __table_args__ = (
+        Index("ix_jobs_ready", "status", "run_after"),
+        # a worker leases the oldest ready job of its kinds (jobs.lease_job)
+        Index("ix_jobs_kind_ready", "kind", "status", "run_after", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)

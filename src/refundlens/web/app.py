@@ -52,7 +52,7 @@ def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False
     from ..claims.analyzer import default_engine
     from ..claims.retention import schedule_sweep
     from ..claims.workflow import on_job_failed
-    from ..jobs import Worker
+    from ..jobs import CommitWaker, Worker
 
     engine = default_engine(svc, inline=inline)
     heavy, light_handlers = job_handlers(svc, engine)
@@ -64,12 +64,12 @@ def start_workers(svc: Service, *, analysis_processes: int, inline: bool = False
     analysis.start()
     light.start()
 
-    def wake() -> None:
-        analysis.wake()
-        light.wake()
+    def wake(kinds: set[str]) -> None:
+        for worker in (analysis, light):
+            if worker.kinds & kinds:
+                worker.wake()
 
-    svc.wake_workers = wake
-    return [analysis, light, engine]
+    return [analysis, light, engine, CommitWaker(svc.db, wake)]
 
 
 def stop_workers(running: list[Any], *, timeout: float = 10.0) -> None:
