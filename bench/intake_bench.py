@@ -194,6 +194,7 @@ def setup_catalog(url: str, headers: dict[str, str], listing: bytes) -> str:
 class Recorder:
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.started: list[float] = []  # when each answered claim was sent (perf_counter)
         self.errors: dict[str, int] = {}
         self.counter = 0
         self.window: tuple[float, float] = (0.0, 0.0)
@@ -220,6 +221,7 @@ async def one_claim(client: Any, bodies: ClaimBodies, rec: Recorder, headers: di
         return
     if status == "202":
         rec.latencies.append(elapsed)
+        rec.started.append(start)
     else:
         rec.errors[status] = rec.errors.get(status, 0) + 1
 
@@ -350,8 +352,19 @@ def run_case(photos_kind: str, analysis: int, api_processes: int,
         # the serving processes, analysis excluded (warm-up included)
         "api_cpu_ms_per_claim": round(1000 * (server1 - server0) / max(1, rec.counter), 1),
         "rows_after": rows,
+        "timeline": timeline(rec),
     }
     return result
+
+
+def timeline(rec: Recorder) -> list[dict[str, Any]]:
+    """Per second of the window: claims sent that second and their median and slowest
+    latency (ms) — whether a slow tail is spread out or one stall."""
+    seconds: dict[int, list[float]] = {}
+    for sent, latency in zip(rec.started, rec.latencies):
+        seconds.setdefault(int(sent - rec.window[0]), []).append(latency)
+    return [{"second": s, "claims": len(lat), "p50_ms": round(1000 * statistics.median(lat)),
+             "max_ms": round(1000 * max(lat))} for s, lat in sorted(seconds.items())]
 
 
 def main() -> None:
