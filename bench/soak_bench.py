@@ -227,7 +227,7 @@ def main() -> int:
     root = Path(args.keep or tmp.name)  # type: ignore[union-attr]
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = Server(data_dir, analysis=0, extra_env={})
+    server = Server(data_dir, analysis=0, api_processes=1, extra_env={})
     server.env["REFUNDLENS_INTAKE_RATE"] = "200"  # the default limit, on
     worker = Worker(server.env, root / "worker.log")
     db_path = data_dir / "refundlens.db"

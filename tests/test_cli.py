@@ -114,3 +114,13 @@ def test_console_script_batch_end_to_end(files, tmp_path):
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(l)["status"] for l in lines] == ["ok", "error"]
     assert "2 lines: 1 analysed, 1 errors" in proc.stderr
+
+
+def test_scan_with_an_index_directory_that_cannot_be_created_is_a_clear_error(files, capsys):
+    blocker = files / "a-file"
+    blocker.write_text("in the way")
+    code, out, err = run(capsys, "scan", str(files / "genuine.jpg"), "--detectors", FAST,
+                         "--index", str(blocker / "index"))
+    assert code == 2 and out == ""
+    assert f"reuse index '{blocker / 'index'}': cannot create the directory" in err
+    assert "Traceback" not in err

@@ -129,6 +129,11 @@ class FileStore:
                               f"a directory made by ReuseIndex.open(path)")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"reuse index {str(self.path)!r}: cannot create the directory "
+                              f"({exc.strerror or exc}); expected a directory that exists or "
+                              f"can be created, writable by this user") from exc
+        try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves. A 30 s busy timeout
             # lets a bulk load in another process finish its transaction.
             conn = sqlite3.connect(file, timeout=30.0, isolation_level=None,
