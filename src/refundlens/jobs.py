@@ -78,7 +78,7 @@ class CommitWaker:
         db.after_commit(self._committed)
 
     def _committed(self, session: Session) -> None:
-        kinds = session.info.pop(_ENQUEUED, None)
+        kinds = session.info.get(_ENQUEUED)  # every waker sees them (one session, one commit)
         if kinds:
             self._wake(kinds)
 
@@ -104,6 +104,9 @@ class JobContext:
     owner: str
     lease_s: float = DEFAULT_LEASE_S
     completed: bool = False
+    #: set when the lease found the job's attempts used up by workers that died running it:
+    #: the job is failed already and must not run (the worker reports the failure)
+    abandoned: str | None = None
 
     def complete(self, session: Session) -> None:
         """Mark the job done inside ``session``'s transaction (the handler's result).
@@ -146,7 +149,7 @@ def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
     grow by thousands a minute). Each candidate is then leased in a write transaction
     that checks it is still ready; one another worker took meanwhile is passed over.
     """
-    for _ in range(3):  # candidates all taken by other workers: look again
+    for _ in range(5):  # every candidate taken by other workers meanwhile: look again
         now = utcnow()
         with db.read_rows() as conn:
             candidates = _candidates(conn, kinds, now)
@@ -159,23 +162,27 @@ def lease_job(db: Database, owner: str, *, kinds: tuple[str, ...] | None = None,
     return None
 
 
+#: Candidates looked up per kind: enough that workers leasing at the same moment, each
+#: passing over the jobs the others took, still find one.
+_PER_KIND = 8
+
+
 def _candidates(conn: Connection, kinds: tuple[str, ...] | None, now: datetime) -> list[int]:
-    """Ready job ids, best first: expired leases, then each kind's oldest due job (one
-    ``ix_jobs_kind_ready`` lookup per kind)."""
+    """Ready job ids, best first: expired leases, then the due jobs of every kind, longest
+    due first (each kind's by one ``ix_jobs_kind_ready`` range read)."""
     expired = select(_JOBS.c.id).where(_JOBS.c.status == "running",
                                        _JOBS.c.lease_expires_at < now)
     if kinds:
         expired = expired.where(_JOBS.c.kind.in_(kinds))
-    ids = list(conn.execute(expired.order_by(_JOBS.c.id).limit(8)).scalars())
+    ids = list(conn.execute(expired.order_by(_JOBS.c.id).limit(_PER_KIND)).scalars())
     due = []
     for kind in kinds or (None,):
         query = select(_JOBS.c.id, _JOBS.c.run_after).where(_JOBS.c.status == "queued",
                                                             _JOBS.c.run_after <= now)
         if kind is not None:
             query = query.where(_JOBS.c.kind == kind)
-        row = conn.execute(query.order_by(_JOBS.c.run_after, _JOBS.c.id).limit(1)).first()
-        if row is not None:
-            due.append(row)
+        due += conn.execute(query.order_by(_JOBS.c.run_after, _JOBS.c.id)
+                            .limit(_PER_KIND)).all()
     return ids + [row.id for row in sorted(due, key=lambda r: (r.run_after, r.id))]
 
 
@@ -190,6 +197,17 @@ def _take(db: Database, job_id: int, owner: str, lease_s: float) -> JobContext |
         if job is None:
             return None
         if job.status == "running":
+            if job.attempts >= job.max_attempts:
+                # every worker that ran it died or hung (a photo that crashes or exhausts
+                # its process?): running it again would only take the next one down
+                error = (f"job {job.id} ({job.kind}): its lease expired on each of its "
+                         f"{job.attempts} attempts (the worker running it died or hung); "
+                         f"given up")
+                log.error("%s", error)
+                job.status, job.finished_at, job.last_error = "failed", now, error
+                job.lease_owner, job.lease_expires_at = None, None
+                return JobContext(db, job.id, job.kind, job.claim_id, dict(job.payload),
+                                  job.attempts, owner, lease_s, abandoned=error)
             log.warning("job %s (%s): lease of %s expired; taking it over", job.id, job.kind,
                         job.lease_owner)
         job.status, job.lease_owner = "running", owner
@@ -200,14 +218,13 @@ def _take(db: Database, job_id: int, owner: str, lease_s: float) -> JobContext |
 
 
 def _release(db: Database, ctx: JobContext) -> None:
-    """Put a job this worker is giving up (it is shutting down) back in the queue, due now:
-    not a failure of the job."""
+    """Put a job this worker is giving up (it is shutting down) back in the queue, where
+    it was (it was due when leased): not a failure of the job."""
     with db.write() as session:
         session.execute(
             update(Job).where(Job.id == ctx.id, Job.lease_owner == ctx.owner,
                               Job.status == "running")
-            .values(status="queued", lease_owner=None, lease_expires_at=None,
-                    run_after=utcnow()))
+            .values(status="queued", lease_owner=None, lease_expires_at=None))
 
 
 def _fail(db: Database, ctx: JobContext, error: str) -> None:
@@ -331,6 +348,13 @@ class Worker:
                 log.exception("worker %s: renewing leases failed", self.name)
 
     def _run(self, ctx: JobContext) -> None:
+        if ctx.abandoned is not None:
+            if self.on_failed is not None:
+                try:
+                    self.on_failed(ctx, ctx.abandoned)
+                except Exception:  # noqa: BLE001 - the job is failed; its follow-up logged
+                    log.exception("job %s: reporting its failure failed", ctx.id)
+            return
         with self._running_lock:
             self._running[ctx.id] = ctx.owner
         try:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import event, insert, select, update
 
-from refundlens.jobs import CommitWaker, Worker, enqueue, lease_job
+from refundlens.jobs import CommitWaker, Worker, _release, enqueue, lease_job
 from refundlens.store import Database
 from refundlens.store.tables import Job, utcnow
 
@@ -102,20 +102,61 @@ def test_a_kinds_oldest_due_job_is_found_by_index_not_by_reading_the_queue(db):
                     "(kind=? AND status=? AND run_after<?)"], plan
 
 
-def test_concurrent_workers_never_lease_one_job_twice(db):
-    _backlog(db, "a", 40)
+def _queued(db: Database) -> int:
+    with db.read() as session:
+        return len(session.execute(select(Job.id).where(Job.status == "queued")).all())
+
+
+def test_concurrent_workers_never_lease_one_job_twice_nor_come_back_empty(db):
+    """Workers leasing at the same moment each get a different job, and none is told there
+    is nothing while the queue still holds jobs (it would sleep a poll with work waiting)."""
+    _backlog(db, "a", 120)
     barrier = threading.Barrier(4)
 
-    def drain(i: int) -> list[int]:
+    def drain(i: int) -> tuple[list[int], int]:
         barrier.wait()
         taken = []
         while (ctx := lease_job(db, f"w{i}", kinds=("a",))) is not None:
             taken.append(ctx.id)
-        return taken
+        return taken, _queued(db)
 
     with ThreadPoolExecutor(4) as pool:
-        leased = [job for taken in pool.map(drain, range(4)) for job in taken]
-    assert len(leased) == len(set(leased)) == 40
+        results = list(pool.map(drain, range(4)))
+    leased = [job for taken, _ in results for job in taken]
+    assert len(leased) == len(set(leased)) == 120
+    assert [left for _, left in results] == [0, 0, 0, 0]
+
+
+def test_a_released_job_keeps_its_place_in_the_queue(db):
+    first = _queue(db, "a", run_after=utcnow() - timedelta(minutes=1))
+    _queue(db, "a")
+    ctx = lease_job(db, "w", kinds=("a",))
+    assert ctx.id == first
+    _release(db, ctx)  # its worker shut down mid-job
+    assert lease_job(db, "w2", kinds=("a",)).id == first
+
+
+def test_a_job_whose_every_worker_died_is_failed_not_run_again(db):
+    """A job whose lease expired on each attempt (the photo kills or hangs whoever runs
+    it) is failed when its attempts are used up, and reported, instead of taking down
+    worker after worker for ever."""
+    poison = _queue(db, "a", max_attempts=2)
+    for attempt in (1, 2):
+        ctx = lease_job(db, f"doomed-{attempt}", kinds=("a",), lease_s=30)
+        assert (ctx.id, ctx.attempts, ctx.abandoned) == (poison, attempt, None)
+        with db.write() as session:  # the worker dies: its lease runs out
+            session.execute(update(Job).where(Job.id == poison).values(
+                lease_expires_at=utcnow() - timedelta(seconds=1)))
+    ran, failed = [], []
+    worker = Worker(db, {"a": lambda ctx: ran.append(ctx.id)},
+                    on_failed=lambda ctx, error: failed.append((ctx.id, error)))
+    assert worker.run_until_idle() == 1
+    assert ran == [] and [job for job, _ in failed] == [poison]
+    assert "lease expired on each of its 2 attempts" in failed[0][1]
+    with db.read() as session:
+        job = session.get(Job, poison)
+        assert (job.status, job.attempts, job.lease_owner) == ("failed", 2, None)
+        assert job.last_error == failed[0][1]
 
 
 def test_a_commit_that_queued_jobs_wakes_only_the_workers_that_run_them(db):
@@ -136,6 +177,18 @@ def test_a_commit_that_queued_jobs_wakes_only_the_workers_that_run_them(db):
         waker.close()
     _queue(db, "analyze_claim")
     assert len(woken) == 1, "closed: no more wakes"
+
+
+def test_every_waker_on_a_database_is_woken(db):
+    first: list[set[str]] = []
+    second: list[set[str]] = []
+    wakers = [CommitWaker(db, first.append), CommitWaker(db, second.append)]
+    try:
+        _queue(db, "a")
+    finally:
+        for waker in wakers:
+            waker.close()
+    assert first == second == [{"a"}]
 
 
 def test_workers_are_woken_by_the_commit_not_by_their_poll(db):

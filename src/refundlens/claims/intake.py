@@ -390,16 +390,18 @@ def create_claim(svc: Service, *, order_id: Any, type: Any, reason: Any, amount:
     if cents > order.amount_cents:
         raise InvalidInput(f"amount: {format_amount(cents)} is more than the order's "
                            f"{format_amount(order.amount_cents)}", field="amount")
-    now = utcnow()
     row = {"id": new_id("clm"), "order_id": order_id, "merchant_id": order.merchant_id,
            "buyer": order.buyer, "type": type_, "reason": reason, "amount_cents": cents,
-           "currency": order.currency, "status": "submitted", "created_at": now,
-           "updated_at": now}
-    claim = Claim(**row)
+           "currency": order.currency, "status": "submitted"}
     try:
         svc.blobs.put_many([c.blob for c in checked])
         with svc.db.write() as session:
             conn = session.connection()
+            # the time is read holding the write lock, so claims' and audit events' times
+            # follow the order in which they commit
+            now = utcnow()
+            row["created_at"] = row["updated_at"] = now
+            claim = Claim(**row)
             conn.execute(_INSERT_CLAIM, row)
             conn.execute(_INSERT_PHOTO, [
                 {"id": new_id("pho"), "claim_id": claim.id, "position": i, "role": "claim",

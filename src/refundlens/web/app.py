@@ -82,7 +82,10 @@ def stop_workers(running: list[Any], *, timeout: float = 10.0) -> None:
         worker.request_stop()
     for item in running:
         if not hasattr(item, "request_stop"):
-            item.close()
+            try:
+                item.close()
+            except Exception:  # noqa: BLE001 - close the rest, then join the workers
+                log.exception("stopping the workers: closing %r failed", item)
     for worker in workers:
         worker.stop(timeout=timeout)
 
